@@ -1,0 +1,29 @@
+# Every target installs what it needs first, so a fresh clone needs only Python 3.11+.
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench openapi clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON_BOOTSTRAP) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is required as $(PYTHON_BOOTSTRAP)"; exit 1; }
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(PYTHON) -m devserver
+
+test: install
+	$(PYTHON) -m pytest
+
+lint: install
+	$(VENV)/bin/cfn-lint template.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .aws-sam

@@ -1,0 +1,44 @@
+"""AWS clients, created once per container.
+
+No endpoint is hard-coded: boto3 reads ``AWS_ENDPOINT_URL`` and the per-service
+``AWS_ENDPOINT_URL_SNS`` and ``AWS_ENDPOINT_URL_DYNAMODB`` itself, which is how
+local runs and tests reach moto.
+"""
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from core.settings import get_settings
+
+DYNAMODB_MAX_ATTEMPTS = 3
+
+
+@cache
+def dynamodb_client() -> Any:
+    settings = get_settings()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": DYNAMODB_MAX_ATTEMPTS},
+        max_pool_connections=max(10, settings.sms_send_concurrency),
+    )
+    return boto3.client("dynamodb", config=config)
+
+
+@cache
+def sns_client() -> Any:
+    settings = get_settings()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": settings.sns_max_attempts},
+        # One connection per sending thread, so threads never wait for a socket.
+        max_pool_connections=max(10, settings.sms_send_concurrency),
+    )
+    return boto3.client("sns", config=config)
+
+
+def reset_clients() -> None:
+    """Forget the cached clients and settings, so the next use reads the environment."""
+    dynamodb_client.cache_clear()
+    sns_client.cache_clear()
+    get_settings.cache_clear()

@@ -1,0 +1,85 @@
+"""Normalization, validation and masking of phone numbers.
+
+CommCare HQ strips spaces, dots, brackets, dashes and one leading ``+`` from a
+submitted number and accepts any digit string that remains. This service applies
+the same leniency (widened to Unicode spaces and dashes) and then requires the
+digits to form a number that the ``phonenumbers`` metadata calls valid.
+"""
+
+import unicodedata
+
+import phonenumbers
+
+# Longer input is rejected before any parsing: no valid E.164 number comes close,
+# and phonenumbers raises on input over 250 characters.
+MAX_PHONE_NUMBER_LENGTH = 64
+
+_REMOVED_PUNCTUATION = frozenset(".()")
+
+
+def _is_removed(character: str) -> bool:
+    return (
+        character.isspace()
+        or character in _REMOVED_PUNCTUATION
+        or unicodedata.category(character) == "Pd"
+    )
+
+
+def _ascii_digit(character: str) -> str:
+    # Only decimal digits (category Nd) map to ASCII; superscripts and other
+    # numerals stay as they are and make the number invalid.
+    if character.isascii() or unicodedata.category(character) != "Nd":
+        return character
+    return str(unicodedata.decimal(character))
+
+
+def normalize(raw: str) -> str:
+    """Return ``raw`` without whitespace, ``.``, ``(``, ``)``, dashes and one leading ``+``.
+
+    Unicode decimal digits become ASCII digits. The result is what the duplicate
+    check compares; it is not necessarily a valid number.
+    """
+    kept = "".join(character for character in raw if not _is_removed(character))
+    if kept.startswith("+"):
+        kept = kept[1:]
+    return "".join(_ascii_digit(character) for character in kept)
+
+
+def to_e164_digits(raw: str) -> str | None:
+    """Return the E.164 digits (no ``+``) of ``raw``, or None when its format is invalid.
+
+    A number is valid when, after ``normalize``, it is ASCII digits only and
+    ``+<digits>`` is a valid number by the phonenumbers metadata. Letters,
+    extensions and a leading ``00`` are therefore invalid.
+    """
+    if len(raw) > MAX_PHONE_NUMBER_LENGTH:
+        return None
+    digits = normalize(raw)
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    try:
+        parsed = phonenumbers.parse("+" + digits)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return digits
+
+
+def region_of(digits: str) -> str | None:
+    """Return the ISO 3166-1 alpha-2 region of valid E.164 ``digits``, or None."""
+    parsed = phonenumbers.parse("+" + digits)
+    return phonenumbers.region_code_for_number(parsed)
+
+
+def mask(digits: str) -> str:
+    """Return ``+<country code>`` and the last two digits, with stars between, for logs."""
+    digits = digits.lstrip("+")
+    try:
+        country_code = str(phonenumbers.parse("+" + digits).country_code)
+    except phonenumbers.NumberParseException:
+        country_code = ""
+    if len(digits) <= len(country_code) + 2:
+        return "+" + "*" * len(digits)
+    hidden = len(digits) - len(country_code) - 2
+    return "+" + country_code + "*" * hidden + digits[-2:]

@@ -1,0 +1,186 @@
+"""The reinstall request from credentials to buckets, in CommCare HQ's check order."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from core import auth, messages
+from core.entitlements import check_entitlements
+from core.errors import PayloadTooLargeError, PermissionDeniedError
+from core.models import Domain
+from core.phone import to_e164_digits
+from core.repository import Repository
+from core.sender import DeliveryResult, SmsSender, message_attributes
+from core.settings import Settings
+from core.validation import ReinstallRequest, parse_body, validate_request
+
+logger = Logger(child=True)
+
+SUCCESS = "success_numbers"
+INVALID_FORMAT = "invalid_format_numbers"
+ERROR = "error_numbers"
+
+
+@dataclass(slots=True)
+class ReinstallResult:
+    """Every submitted number, as spelled by the client, in exactly one bucket."""
+
+    success_numbers: list[str] = field(default_factory=list)
+    invalid_format_numbers: list[str] = field(default_factory=list)
+    error_numbers: list[str] = field(default_factory=list)
+    messages_published: int = 0
+
+    def to_body(self) -> dict[str, list[str]]:
+        return {
+            SUCCESS: self.success_numbers,
+            INVALID_FORMAT: self.invalid_format_numbers,
+            ERROR: self.error_numbers,
+        }
+
+
+@dataclass(slots=True)
+class _Recipient:
+    """One submitted number on its way through the per-number checks."""
+
+    raw: str
+    digits: str | None = None
+    language: str | None = None
+    bucket: str | None = None
+    reason: str | None = None
+
+
+class ReinstallService:
+    """Runs the checks of a reinstall request and sends the SMS."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        sender: SmsSender,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.repository = repository
+        self.sender = sender
+        self.settings = settings
+        self.clock = clock
+
+    def reinstall(
+        self, domain_name: str, authorization: str | None, body: bytes
+    ) -> ReinstallResult:
+        """Authenticate, authorize, check entitlements and the body, then send.
+
+        Raises a core.errors.ServiceError subclass for every rejected request;
+        nothing is sent in that case.
+        """
+        if len(body) > self.settings.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"Request body is {len(body)} bytes; the maximum is "
+                f"{self.settings.max_body_bytes} bytes."
+            )
+        parsed = parse_body(body)
+        credentials = auth.parse_authorization(authorization)
+
+        context = self.repository.load_request_context(
+            credentials.username, domain_name, parsed.app_id
+        )
+        auth.authenticate(context.user, credentials, domain_name, self.clock())
+        assert context.user is not None
+        auth.authorize(context.user, domain_name, context.domain)
+        if context.domain is None:  # authorize() has already raised; for type checkers
+            raise PermissionDeniedError(domain_name)
+        check_entitlements(context.domain)
+
+        request = validate_request(
+            parsed, context.app, self.settings.max_users_per_request
+        )
+        return self._process(context.domain, request)
+
+    def _process(self, domain: Domain, request: ReinstallRequest) -> ReinstallResult:
+        recipients = [_Recipient(raw) for raw in request.phone_numbers]
+        self._check_format(recipients)
+        self._check_registry(domain, recipients)
+        # The SNS opt-out check belongs here, after the registry and before sending.
+
+        sendable = [recipient for recipient in recipients if recipient.bucket is None]
+        results = self._deliver(domain, request, sendable)
+
+        outcome = ReinstallResult()
+        for recipient in recipients:
+            getattr(outcome, recipient.bucket or ERROR).append(recipient.raw)
+        outcome.messages_published = sum(r.messages_published for r in results)
+        logger.info(
+            "Reinstall request processed",
+            extra={
+                "domain": domain.name,
+                "app_id": request.app_id,
+                "submitted": len(recipients),
+                "success_count": len(outcome.success_numbers),
+                "invalid_format_count": len(outcome.invalid_format_numbers),
+                "error_count": len(outcome.error_numbers),
+                "messages_published": outcome.messages_published,
+            },
+        )
+        return outcome
+
+    def _check_format(self, recipients: list[_Recipient]) -> None:
+        for recipient in recipients:
+            recipient.digits = to_e164_digits(recipient.raw)
+            if recipient.digits is None:
+                recipient.bucket = INVALID_FORMAT
+
+    def _check_registry(self, domain: Domain, recipients: list[_Recipient]) -> None:
+        """Put numbers verified to another domain in error; note contacts' languages.
+
+        Unverified registrations are ignored: they neither block a number nor
+        give its language.
+        """
+        pending = [r for r in recipients if r.bucket is None and r.digits]
+        registrations = self.repository.get_phone_registrations(
+            r.digits for r in pending if r.digits
+        )
+        for recipient in pending:
+            registration = registrations.get(recipient.digits or "")
+            if registration is None or not registration.verified:
+                continue
+            if registration.domain != domain.name:
+                recipient.bucket = ERROR
+                recipient.reason = "registered_to_another_domain"
+            else:
+                recipient.language = registration.language
+
+    def _deliver(
+        self, domain: Domain, request: ReinstallRequest, recipients: list[_Recipient]
+    ) -> list[DeliveryResult]:
+        second_text = messages.install_message(
+            self.settings.hq_base_url, domain.name, request.app_id
+        )
+        attributes = message_attributes(domain)
+        first_texts: dict[str | None, str] = {}
+        results = []
+        for recipient in recipients:
+            if recipient.language not in first_texts:
+                first_texts[recipient.language] = request.custom_first_message or (
+                    messages.default_first_message(
+                        domain.translations, domain.default_language, recipient.language
+                    )
+                )
+            result = self.sender.deliver(
+                "+" + (recipient.digits or ""),
+                first_texts[recipient.language],
+                second_text,
+                attributes,
+            )
+            recipient.bucket = SUCCESS if result.succeeded else ERROR
+            recipient.reason = result.error_code
+            results.append(result)
+        return results
+
+
+def build_service(settings: Settings, dynamodb: Any, sns: Any) -> ReinstallService:
+    """Wire a service from settings and boto3 clients."""
+    return ReinstallService(
+        Repository(settings.table_name, dynamodb), SmsSender(sns), settings
+    )

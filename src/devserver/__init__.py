@@ -1,0 +1,1 @@
+"""Local development server: the Lambda handler behind HTTP, AWS emulated by moto."""

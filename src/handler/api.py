@@ -1,0 +1,139 @@
+"""API Gateway (REST) entry point for ``sms_user_registration_reinstall``."""
+
+import base64
+import binascii
+import json
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from core.aws import dynamodb_client, sns_client
+from core.errors import RequestValidationError, ServiceError
+from core.service import ReinstallResult, ReinstallService, build_service
+from core.settings import get_settings
+from core.validation import NOT_A_JSON_OBJECT
+
+# Powertools reads these variables itself; the defaults here serve local runs.
+SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "reinstall-sms")
+METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CommCareReinstall")
+
+logger = Logger(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+tracer = Tracer()
+# Trailing slashes are optional: the REST resolver ignores them when matching.
+app = APIGatewayRestResolver()
+
+ROUTE = "/a/<domain>/api/<version>/sms_user_registration_reinstall"
+# CommCare HQ registers the resource from API version 0.5 on.
+SUPPORTED_VERSIONS = frozenset({"v0_5", "v0.5", "v0_6", "v0.6", "v1"})
+OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+JSON = "application/json"
+
+
+@cache
+def get_service() -> ReinstallService:
+    """Build the service once per container, from the environment's settings."""
+    return build_service(get_settings(), dynamodb_client(), sns_client())
+
+
+def json_response(
+    status_code: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        status_code=status_code,
+        content_type=JSON,
+        body=json.dumps(body),
+        headers=headers or {},
+    )
+
+
+def request_id() -> str:
+    return str(app.current_event.request_context.request_id or "")
+
+
+def raw_body() -> bytes:
+    """Return the request body as bytes, decoding base64 when API Gateway used it."""
+    event = app.current_event
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise RequestValidationError(
+            {"__all__": f"{NOT_A_JSON_OBJECT}; the base64 body could not be decoded"}
+        ) from error
+
+
+def ensure_supported_version(version: str) -> None:
+    if version not in SUPPORTED_VERSIONS:
+        raise NotFoundError(f"API version {version} has no reinstall endpoint")
+
+
+@app.post(ROUTE)
+@tracer.capture_method
+def reinstall(domain: str, version: str) -> Response:
+    ensure_supported_version(version)
+    logger.append_keys(domain=domain)
+    result = get_service().reinstall(
+        domain, app.current_event.headers.get("authorization"), raw_body()
+    )
+    record_metrics(result)
+    return json_response(200, result.to_body())
+
+
+@app.route(ROUTE, method=OTHER_METHODS)
+def method_not_allowed(domain: str, version: str) -> Response:
+    ensure_supported_version(version)
+    return json_response(
+        405,
+        {"error": f"Method {app.current_event.http_method} is not allowed; use POST."},
+        {"Allow": "POST"},
+    )
+
+
+def record_metrics(result: ReinstallResult) -> None:
+    metrics.add_metric("SuccessNumbers", MetricUnit.Count, len(result.success_numbers))
+    metrics.add_metric(
+        "InvalidFormatNumbers", MetricUnit.Count, len(result.invalid_format_numbers)
+    )
+    metrics.add_metric("ErrorNumbers", MetricUnit.Count, len(result.error_numbers))
+    metrics.add_metric("SmsPublished", MetricUnit.Count, result.messages_published)
+
+
+@app.not_found
+def not_found(error: NotFoundError) -> Response:
+    return json_response(404, {"error": f"Not found: {app.current_event.path}"})
+
+
+@app.exception_handler(ServiceError)
+def service_error(error: ServiceError) -> Response:
+    logger.info(
+        "Request rejected",
+        extra={"status_code": error.status_code, "error_type": type(error).__name__},
+    )
+    return json_response(error.status_code, error.body(), error.headers())
+
+
+@app.exception_handler(Exception)
+def unexpected_error(error: Exception) -> Response:
+    logger.exception("Unexpected error while handling the request")
+    metrics.add_metric("UnexpectedErrors", MetricUnit.Count, 1)
+    return json_response(
+        500,
+        {"error": "Internal server error", "request_id": request_id()},
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
