@@ -1,5 +1,6 @@
 """Sending SMS through Amazon SNS Publish."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,16 @@ logger = Logger(child=True)
 
 PLAY_STORE_MESSAGE = "play_store_link"
 INSTALL_MESSAGE = "install_message"
+# Error code of a number that was not started because the deadline was near.
+DEADLINE_NOT_STARTED = "DeadlineNotStarted"
+
+
+def _no_wait() -> None:
+    return None
+
+
+def _always() -> bool:
+    return True
 
 
 class SmsPublishError(Exception):
@@ -98,8 +109,18 @@ class SmsSender:
         first_text: str,
         second_text: str,
         attributes: dict[str, dict[str, str]],
+        pace: Callable[[], None] = _no_wait,
+        may_start: Callable[[], bool] = _always,
     ) -> DeliveryResult:
-        """Send the Play Store message, then the install message if the first succeeded."""
+        """Send the Play Store message, then the install message if the first succeeded.
+
+        ``pace`` is called before each publish (a rate limiter blocks there).
+        When ``may_start()`` is false after the first wait, nothing is sent and
+        the result carries DEADLINE_NOT_STARTED.
+        """
+        pace()
+        if not may_start():
+            return DeliveryResult(phone_number, error_code=DEADLINE_NOT_STARTED)
         try:
             first_id = self.publish(phone_number, first_text, attributes)
         except SmsPublishError as error:
@@ -111,6 +132,7 @@ class SmsSender:
                 phone_number, error_code=error.code, failed_message=PLAY_STORE_MESSAGE
             )
 
+        pace()
         try:
             second_id = self.publish(phone_number, second_text, attributes)
         except SmsPublishError as error:

@@ -13,7 +13,13 @@ from core.errors import PayloadTooLargeError, PermissionDeniedError
 from core.models import Domain
 from core.phone import to_e164_digits
 from core.repository import Repository
-from core.sender import DeliveryResult, SmsSender, message_attributes
+from core.dispatch import Dispatcher, PairJob
+from core.sender import (
+    DEADLINE_NOT_STARTED,
+    DeliveryResult,
+    SmsSender,
+    message_attributes,
+)
 from core.settings import Settings
 from core.validation import ReinstallRequest, parse_body, validate_request
 
@@ -66,14 +72,23 @@ class ReinstallService:
         self.sender = sender
         self.settings = settings
         self.clock = clock
+        self.dispatcher = Dispatcher(
+            sender, settings.sms_send_concurrency, settings.sms_max_send_rate
+        )
 
     def reinstall(
-        self, domain_name: str, authorization: str | None, body: bytes
+        self,
+        domain_name: str,
+        authorization: str | None,
+        body: bytes,
+        remaining_time_ms: Callable[[], int] | None = None,
     ) -> ReinstallResult:
         """Authenticate, authorize, check entitlements and the body, then send.
 
         Raises a core.errors.ServiceError subclass for every rejected request;
-        nothing is sent in that case.
+        nothing is sent in that case. ``remaining_time_ms`` reports the time left
+        before the Lambda deadline; numbers are not started once it drops below
+        DEADLINE_MARGIN_MS.
         """
         if len(body) > self.settings.max_body_bytes:
             raise PayloadTooLargeError(
@@ -96,21 +111,27 @@ class ReinstallService:
         request = validate_request(
             parsed, context.app, self.settings.max_users_per_request
         )
-        return self._process(context.domain, request)
+        return self._process(context.domain, request, remaining_time_ms)
 
-    def _process(self, domain: Domain, request: ReinstallRequest) -> ReinstallResult:
+    def _process(
+        self,
+        domain: Domain,
+        request: ReinstallRequest,
+        remaining_time_ms: Callable[[], int] | None,
+    ) -> ReinstallResult:
         recipients = [_Recipient(raw) for raw in request.phone_numbers]
         self._check_format(recipients)
         self._check_registry(domain, recipients)
         # The SNS opt-out check belongs here, after the registry and before sending.
 
         sendable = [recipient for recipient in recipients if recipient.bucket is None]
-        results = self._deliver(domain, request, sendable)
+        results = self._deliver(domain, request, sendable, remaining_time_ms)
 
         outcome = ReinstallResult()
         for recipient in recipients:
             getattr(outcome, recipient.bucket or ERROR).append(recipient.raw)
         outcome.messages_published = sum(r.messages_published for r in results)
+        not_started = sum(r.error_code == DEADLINE_NOT_STARTED for r in results)
         logger.info(
             "Reinstall request processed",
             extra={
@@ -121,6 +142,7 @@ class ReinstallService:
                 "invalid_format_count": len(outcome.invalid_format_numbers),
                 "error_count": len(outcome.error_numbers),
                 "messages_published": outcome.messages_published,
+                "not_started_before_deadline": not_started,
             },
         )
         return outcome
@@ -152,14 +174,17 @@ class ReinstallService:
                 recipient.language = registration.language
 
     def _deliver(
-        self, domain: Domain, request: ReinstallRequest, recipients: list[_Recipient]
+        self,
+        domain: Domain,
+        request: ReinstallRequest,
+        recipients: list[_Recipient],
+        remaining_time_ms: Callable[[], int] | None,
     ) -> list[DeliveryResult]:
         second_text = messages.install_message(
             self.settings.hq_base_url, domain.name, request.app_id
         )
-        attributes = message_attributes(domain)
         first_texts: dict[str | None, str] = {}
-        results = []
+        jobs = []
         for recipient in recipients:
             if recipient.language not in first_texts:
                 first_texts[recipient.language] = request.custom_first_message or (
@@ -167,15 +192,23 @@ class ReinstallService:
                         domain.translations, domain.default_language, recipient.language
                     )
                 )
-            result = self.sender.deliver(
-                "+" + (recipient.digits or ""),
-                first_texts[recipient.language],
-                second_text,
-                attributes,
+            jobs.append(
+                PairJob(
+                    "+" + (recipient.digits or ""),
+                    first_texts[recipient.language],
+                    second_text,
+                )
             )
+
+        results = self.dispatcher.deliver_all(
+            jobs,
+            message_attributes(domain),
+            remaining_time_ms,
+            self.settings.deadline_margin_ms,
+        )
+        for recipient, result in zip(recipients, results, strict=True):
             recipient.bucket = SUCCESS if result.succeeded else ERROR
             recipient.reason = result.error_code
-            results.append(result)
         return results
 
 

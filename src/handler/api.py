@@ -83,7 +83,10 @@ def reinstall(domain: str, version: str) -> Response:
     ensure_supported_version(version)
     logger.append_keys(domain=domain)
     result = get_service().reinstall(
-        domain, app.current_event.headers.get("authorization"), raw_body()
+        domain,
+        app.current_event.headers.get("authorization"),
+        raw_body(),
+        remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
     )
     record_metrics(result)
     return json_response(200, result.to_body())
