@@ -378,3 +378,37 @@ class Repository:
 
     def put_phone(self, registration: PhoneRegistration) -> None:
         self.put_item(phone_to_item(registration))
+
+    # Lookups and deletions for operator tooling
+
+    def list_apps(self, domain: str) -> list[App]:
+        """Return every app of ``domain``, deleted ones included, ordered by app_id."""
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": {"S": domain_key(domain)["pk"]},
+                ":prefix": {"S": "APP#"},
+            },
+            ConsistentRead=True,
+        )
+        return [
+            app_from_item(_deserialize(item))
+            for page in pages
+            for item in page.get("Items", [])
+        ]
+
+    def get_api_key_owner(self, key_id: str) -> str | None:
+        """Return the username that the API key ``key_id`` belongs to, or None."""
+        item = self.get_item(api_key_pointer_key(key_id))
+        return item["username"] if item else None
+
+    def delete_phone(self, digits: str) -> bool:
+        """Delete the registration of ``digits``; return whether one existed."""
+        response = self.client.delete_item(
+            TableName=self.table_name,
+            Key=_serialize(phone_key(digits)),
+            ReturnValues="ALL_OLD",
+        )
+        return bool(response.get("Attributes"))
