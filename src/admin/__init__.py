@@ -1,0 +1,1 @@
+"""``reinstall-admin``: operator commands on the service's DynamoDB table."""
