@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -35,6 +36,17 @@ class SmsPublishError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class PublishAttempt:
+    """One Publish call, after botocore's retries: a message id or an error code."""
+
+    # PLAY_STORE_MESSAGE or INSTALL_MESSAGE.
+    message: str
+    attempted_at: datetime
+    message_id: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """Outcome of sending one number's two messages, the second only after the first."""
 
@@ -44,6 +56,8 @@ class DeliveryResult:
     error_code: str | None = None
     # Which message failed: PLAY_STORE_MESSAGE, INSTALL_MESSAGE or None.
     failed_message: str | None = None
+    # The publishes made, in order: none, the first, or both.
+    attempts: tuple[PublishAttempt, ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -51,7 +65,9 @@ class DeliveryResult:
 
     @property
     def messages_published(self) -> int:
-        return (self.first_message_id is not None) + (self.second_message_id is not None)
+        return (self.first_message_id is not None) + (
+            self.second_message_id is not None
+        )
 
 
 def message_attributes(domain: Domain) -> dict[str, dict[str, str]]:
@@ -80,8 +96,13 @@ def message_attributes(domain: Domain) -> dict[str, dict[str, str]]:
 class SmsSender:
     """Publishes SMS with one shared SNS client; botocore retries throttling and 5xx."""
 
-    def __init__(self, sns_client: Any) -> None:
+    def __init__(
+        self,
+        sns_client: Any,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.sns_client = sns_client
+        self.clock = clock
 
     def publish(
         self, phone_number: str, text: str, attributes: dict[str, dict[str, str]]
@@ -121,6 +142,7 @@ class SmsSender:
         pace()
         if not may_start():
             return DeliveryResult(phone_number, error_code=DEADLINE_NOT_STARTED)
+        first_at = self.clock()
         try:
             first_id = self.publish(phone_number, first_text, attributes)
         except SmsPublishError as error:
@@ -129,10 +151,17 @@ class SmsSender:
                 extra={"phone_number": mask(phone_number), "error_code": error.code},
             )
             return DeliveryResult(
-                phone_number, error_code=error.code, failed_message=PLAY_STORE_MESSAGE
+                phone_number,
+                error_code=error.code,
+                failed_message=PLAY_STORE_MESSAGE,
+                attempts=(
+                    PublishAttempt(PLAY_STORE_MESSAGE, first_at, error_code=error.code),
+                ),
             )
+        first = PublishAttempt(PLAY_STORE_MESSAGE, first_at, message_id=first_id)
 
         pace()
+        second_at = self.clock()
         try:
             second_id = self.publish(phone_number, second_text, attributes)
         except SmsPublishError as error:
@@ -149,5 +178,12 @@ class SmsSender:
                 first_message_id=first_id,
                 error_code=error.code,
                 failed_message=INSTALL_MESSAGE,
+                attempts=(
+                    first,
+                    PublishAttempt(INSTALL_MESSAGE, second_at, error_code=error.code),
+                ),
             )
-        return DeliveryResult(phone_number, first_id, second_id)
+        second = PublishAttempt(INSTALL_MESSAGE, second_at, message_id=second_id)
+        return DeliveryResult(
+            phone_number, first_id, second_id, attempts=(first, second)
+        )

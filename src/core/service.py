@@ -1,5 +1,6 @@
 """The reinstall request from credentials to buckets, in CommCare HQ's check order."""
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -8,12 +9,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from core import auth, messages
+from core.dispatch import Dispatcher, PairJob
 from core.entitlements import check_entitlements
 from core.errors import PayloadTooLargeError, PermissionDeniedError
 from core.models import Domain
 from core.phone import to_e164_digits
 from core.repository import Repository
-from core.dispatch import Dispatcher, PairJob
 from core.sender import (
     DEADLINE_NOT_STARTED,
     DeliveryResult,
@@ -21,6 +22,7 @@ from core.sender import (
     message_attributes,
 )
 from core.settings import Settings
+from core.smslog import SmsLog, SmsLogRecord, records_for_delivery
 from core.validation import ReinstallRequest, parse_body, validate_request
 
 logger = Logger(child=True)
@@ -38,6 +40,9 @@ class ReinstallResult:
     invalid_format_numbers: list[str] = field(default_factory=list)
     error_numbers: list[str] = field(default_factory=list)
     messages_published: int = 0
+    request_id: str = ""
+    # SMS log records that could not be stored. The buckets do not depend on it.
+    sms_log_failures: int = 0
 
     def to_body(self) -> dict[str, list[str]]:
         return {
@@ -67,11 +72,15 @@ class ReinstallService:
         sender: SmsSender,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sms_log: SmsLog | None = None,
     ) -> None:
         self.repository = repository
         self.sender = sender
         self.settings = settings
         self.clock = clock
+        self.sms_log = sms_log or SmsLog(
+            settings.table_name, repository.client, settings.sms_log_retention_days
+        )
         self.dispatcher = Dispatcher(
             sender, settings.sms_send_concurrency, settings.sms_max_send_rate
         )
@@ -82,14 +91,17 @@ class ReinstallService:
         authorization: str | None,
         body: bytes,
         remaining_time_ms: Callable[[], int] | None = None,
+        request_id: str | None = None,
     ) -> ReinstallResult:
         """Authenticate, authorize, check entitlements and the body, then send.
 
         Raises a core.errors.ServiceError subclass for every rejected request;
         nothing is sent in that case. ``remaining_time_ms`` reports the time left
         before the Lambda deadline; numbers are not started once it drops below
-        DEADLINE_MARGIN_MS.
+        DEADLINE_MARGIN_MS. ``request_id`` (API Gateway's) keys the SMS log; a
+        random UUID is used when it is None or empty.
         """
+        request_id = request_id or str(uuid.uuid4())
         if len(body) > self.settings.max_body_bytes:
             raise PayloadTooLargeError(
                 f"Request body is {len(body)} bytes; the maximum is "
@@ -111,12 +123,13 @@ class ReinstallService:
         request = validate_request(
             parsed, context.app, self.settings.max_users_per_request
         )
-        return self._process(context.domain, request, remaining_time_ms)
+        return self._process(context.domain, request, request_id, remaining_time_ms)
 
     def _process(
         self,
         domain: Domain,
         request: ReinstallRequest,
+        request_id: str,
         remaining_time_ms: Callable[[], int] | None,
     ) -> ReinstallResult:
         recipients = [_Recipient(raw) for raw in request.phone_numbers]
@@ -126,15 +139,20 @@ class ReinstallService:
 
         sendable = [recipient for recipient in recipients if recipient.bucket is None]
         results = self._deliver(domain, request, sendable, remaining_time_ms)
+        log_failures = self._write_sms_log(domain, request_id, results)
 
-        outcome = ReinstallResult()
+        outcome = ReinstallResult(request_id=request_id, sms_log_failures=log_failures)
         for recipient in recipients:
             getattr(outcome, recipient.bucket or ERROR).append(recipient.raw)
         outcome.messages_published = sum(r.messages_published for r in results)
         not_started = sum(r.error_code == DEADLINE_NOT_STARTED for r in results)
+        first_message_only = sum(
+            r.first_message_id is not None and not r.succeeded for r in results
+        )
         logger.info(
             "Reinstall request processed",
             extra={
+                "request_id": request_id,
                 "domain": domain.name,
                 "app_id": request.app_id,
                 "submitted": len(recipients),
@@ -142,10 +160,32 @@ class ReinstallService:
                 "invalid_format_count": len(outcome.invalid_format_numbers),
                 "error_count": len(outcome.error_numbers),
                 "messages_published": outcome.messages_published,
+                "first_message_only_count": first_message_only,
                 "not_started_before_deadline": not_started,
+                "sms_log_failures": log_failures,
             },
         )
         return outcome
+
+    def _write_sms_log(
+        self, domain: Domain, request_id: str, results: list[DeliveryResult]
+    ) -> int:
+        """Store a log record per publish attempt; return how many were not stored."""
+        records: list[SmsLogRecord] = []
+        for result in results:
+            records += records_for_delivery(domain.name, request_id, result)
+        failures = self.sms_log.write(records)
+        if failures:
+            logger.error(
+                "SMS log records were not stored; the SMS were sent regardless",
+                extra={
+                    "request_id": request_id,
+                    "domain": domain.name,
+                    "sms_log_failures": failures,
+                    "sms_log_records": len(records),
+                },
+            )
+        return failures
 
     def _check_format(self, recipients: list[_Recipient]) -> None:
         for recipient in recipients:
@@ -215,5 +255,8 @@ class ReinstallService:
 def build_service(settings: Settings, dynamodb: Any, sns: Any) -> ReinstallService:
     """Wire a service from settings and boto3 clients."""
     return ReinstallService(
-        Repository(settings.table_name, dynamodb), SmsSender(sns), settings
+        Repository(settings.table_name, dynamodb),
+        SmsSender(sns),
+        settings,
+        sms_log=SmsLog(settings.table_name, dynamodb, settings.sms_log_retention_days),
     )

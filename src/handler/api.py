@@ -87,6 +87,7 @@ def reinstall(domain: str, version: str) -> Response:
         app.current_event.headers.get("authorization"),
         raw_body(),
         remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
+        request_id=request_id(),
     )
     record_metrics(result)
     return json_response(200, result.to_body())
@@ -109,6 +110,7 @@ def record_metrics(result: ReinstallResult) -> None:
     )
     metrics.add_metric("ErrorNumbers", MetricUnit.Count, len(result.error_numbers))
     metrics.add_metric("SmsPublished", MetricUnit.Count, result.messages_published)
+    metrics.add_metric("SmsLogWriteFailures", MetricUnit.Count, result.sms_log_failures)
 
 
 @app.not_found
@@ -122,7 +124,10 @@ def service_error(error: ServiceError) -> Response:
         "Request rejected",
         extra={"status_code": error.status_code, "error_type": type(error).__name__},
     )
-    return json_response(error.status_code, error.body(), error.headers())
+    body = error.body()
+    if error.status_code >= 500:  # the request id is the key to the failure's logs
+        body["request_id"] = request_id()
+    return json_response(error.status_code, body, error.headers())
 
 
 @app.exception_handler(Exception)
