@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import os
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,7 +15,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from core.aws import dynamodb_client, sns_client
-from core.errors import RequestValidationError, ServiceError
+from core.errors import PayloadTooLargeError, RequestValidationError, ServiceError
+from core.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    IdempotencyScope,
+    IdempotencyStore,
+    authenticated_username,
+    build_idempotency_store,
+    validate_idempotency_key,
+)
 from core.service import ReinstallResult, ReinstallService, build_service
 from core.settings import get_settings
 from core.validation import NOT_A_JSON_OBJECT
@@ -43,6 +52,25 @@ def get_service() -> ReinstallService:
     return build_service(get_settings(), dynamodb_client(), sns_client())
 
 
+def get_idempotency_store() -> IdempotencyStore:
+    """Return the idempotency store for the current DynamoDB client and settings."""
+    settings = get_settings()
+    return _idempotency_store(
+        dynamodb_client(),
+        settings.idempotency_table_name,
+        settings.idempotency_ttl_seconds,
+    )
+
+
+# Keyed by the client so that a reset of core.aws's cached clients (as tests
+# do between moto sessions) also builds a new store.
+@lru_cache(maxsize=1)
+def _idempotency_store(
+    dynamodb: Any, table_name: str, ttl_seconds: int
+) -> IdempotencyStore:
+    return build_idempotency_store(table_name, dynamodb, ttl_seconds)
+
+
 def json_response(
     status_code: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> Response:
@@ -58,18 +86,61 @@ def request_id() -> str:
     return str(app.current_event.request_context.request_id or "")
 
 
-def raw_body() -> bytes:
-    """Return the request body as bytes, decoding base64 when API Gateway used it."""
+def request_body() -> bytes:
+    """Return the request body as bytes, decoding base64 when API Gateway used it.
+
+    Raises PayloadTooLargeError (413) for a body over MAX_BODY_BYTES. The size
+    is checked before the body is decoded or parsed and before any DynamoDB
+    call, so a huge body costs neither. Raises RequestValidationError (400)
+    when the base64 is invalid.
+    """
     event = app.current_event
     body = event.body or ""
+    limit = get_settings().max_body_bytes
     if not event.is_base64_encoded:
-        return body.encode("utf-8")
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise RequestValidationError(
-            {"__all__": f"{NOT_A_JSON_OBJECT}; the base64 body could not be decoded"}
-        ) from error
+        data = body.encode("utf-8")
+    else:
+        # Base64 decodes 4 characters to 3 bytes, less up to 2 bytes of padding,
+        # so the length alone shows a body too large to be worth decoding.
+        least_size = len(body) // 4 * 3 - 2
+        if least_size > limit:
+            raise PayloadTooLargeError(
+                f"Request body is at least {least_size} bytes; the maximum is "
+                f"{limit} bytes."
+            )
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise RequestValidationError(
+                {
+                    "__all__": f"{NOT_A_JSON_OBJECT}; the base64 body could not "
+                    "be decoded"
+                }
+            ) from error
+    if len(data) > limit:
+        raise PayloadTooLargeError(
+            f"Request body is {len(data)} bytes; the maximum is {limit} bytes."
+        )
+    return data
+
+
+def idempotency_key_values() -> list[str]:
+    """Return every value of the Idempotency-Key header, matching its name in any case."""
+    event = app.current_event.raw_event
+    header_name = IDEMPOTENCY_KEY_HEADER.lower()
+    values = [
+        value
+        for name, name_values in (event.get("multiValueHeaders") or {}).items()
+        if name.lower() == header_name
+        for value in name_values or []
+    ]
+    if values:
+        return values
+    return [
+        value
+        for name, value in (event.get("headers") or {}).items()
+        if name.lower() == header_name and value is not None
+    ]
 
 
 def ensure_supported_version(version: str) -> None:
@@ -82,15 +153,62 @@ def ensure_supported_version(version: str) -> None:
 def reinstall(domain: str, version: str) -> Response:
     ensure_supported_version(version)
     logger.append_keys(domain=domain)
+    body = request_body()
+    authorization = app.current_event.headers.get("authorization")
+
+    key_values = idempotency_key_values()
+    if not key_values:
+        result = send_reinstall(domain, authorization, body)
+        return json_response(200, result.to_body())
+    return idempotent_reinstall(domain, authorization, body, key_values)
+
+
+def send_reinstall(
+    domain: str, authorization: str | None, body: bytes
+) -> ReinstallResult:
     result = get_service().reinstall(
         domain,
-        app.current_event.headers.get("authorization"),
-        raw_body(),
+        authorization,
+        body,
         remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
         request_id=request_id(),
     )
     record_metrics(result)
-    return json_response(200, result.to_body())
+    return result
+
+
+def idempotent_reinstall(
+    domain: str, authorization: str | None, body: bytes, key_values: list[str]
+) -> Response:
+    """Run the request once per Idempotency-Key, or replay its stored response.
+
+    The caller is authenticated and authorized before the key is even
+    validated, so the record's scope contains the username and a stranger
+    can neither read a stored response nor learn whether a key was used.
+    """
+    username = authenticated_username(get_service(), domain, authorization)
+    key = validate_idempotency_key(key_values)
+
+    response = get_idempotency_store().run(
+        IdempotencyScope(domain=domain, username=username, key=key),
+        body,
+        lambda: send_reinstall(domain, authorization, body).to_body(),
+        app.lambda_context,
+    )
+    if not response.replayed:
+        return Response(response.status_code, content_type=JSON, body=response.body)
+
+    logger.info(
+        "Replayed the stored response",
+        extra={"idempotency_key": key, "status_code": response.status_code},
+    )
+    metrics.add_metric("IdempotentReplays", MetricUnit.Count, 1)
+    return Response(
+        response.status_code,
+        content_type=JSON,
+        body=response.body,
+        headers={REPLAYED_HEADER: "true"},
+    )
 
 
 @app.route(ROUTE, method=OTHER_METHODS)
