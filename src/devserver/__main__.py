@@ -13,6 +13,7 @@ from devserver import aws
 
 DEMO_SEED = Path(__file__).with_name("demo_seed.json")
 DEFAULT_TABLE_NAME = "reinstall-sms-local"
+DEFAULT_IDEMPOTENCY_TABLE_NAME = "reinstall-sms-idempotency-local"
 
 
 def is_loopback(host: str) -> bool:
@@ -72,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     moto_server, moto_url = aws.start_moto()
     aws.point_environment_at(moto_url)
     os.environ.setdefault("TABLE_NAME", DEFAULT_TABLE_NAME)
+    os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", DEFAULT_IDEMPOTENCY_TABLE_NAME)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
     # Imported only now, so that clients are created with the endpoints above.
     from core.aws import dynamodb_client
+    from core.idempotency import create_idempotency_table
     from core.repository import Repository
     from core.seed import load_seed
     from core.settings import get_settings
@@ -84,10 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     repository = Repository(get_settings().table_name, dynamodb_client())
     repository.create_table()
     load_seed(seed, repository)
+    create_idempotency_table(dynamodb_client(), get_settings().idempotency_table_name)
 
     server = make_server(args.host, args.port)
     base_url = f"http://{args.host}:{server.server_address[1]}"
     print(f"Reinstall API listening on {base_url} (AWS emulated by moto at {moto_url})")
+    dynamodb_url = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or moto_url
+    print(
+        f"Table {repository.table_name} at {dynamodb_url}. Manage it with: "
+        f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing reinstall-admin "
+        f"--endpoint-url {dynamodb_url} --region {os.environ['AWS_REGION']} "
+        f"--table {repository.table_name} domain show NAME"
+    )
     demo = demo_request(seed, base_url)
     if demo:
         print(f"Demo API key: {demo[0]}")
