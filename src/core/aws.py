@@ -1,8 +1,8 @@
 """AWS clients, created once per container.
 
 No endpoint is hard-coded: boto3 reads ``AWS_ENDPOINT_URL`` and the per-service
-``AWS_ENDPOINT_URL_SNS`` and ``AWS_ENDPOINT_URL_DYNAMODB`` itself, which is how
-local runs and tests reach moto.
+``AWS_ENDPOINT_URL_SNS``, ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_ENDPOINT_URL_SQS``
+itself, which is how local runs and tests reach moto.
 """
 
 from functools import cache
@@ -37,8 +37,14 @@ def sns_client() -> Any:
     return boto3.client("sns", config=config)
 
 
+@cache
+def sqs_client() -> Any:
+    return boto3.client("sqs")
+
+
 def reset_clients() -> None:
     """Forget the cached clients and settings, so the next use reads the environment."""
     dynamodb_client.cache_clear()
     sns_client.cache_clear()
+    sqs_client.cache_clear()
     get_settings.cache_clear()

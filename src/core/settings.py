@@ -24,6 +24,11 @@ class Settings(BaseModel):
     deadline_margin_ms: int = Field(default=3000, ge=0)
     sms_log_retention_days: int = Field(default=90, ge=1)
     idempotency_ttl_seconds: int = Field(default=86400, ge=1)
+    # SQS queue for queued delivery; empty means every request is sent directly.
+    queue_url: str = ""
+    # Numbers per queue message. 200 keeps a message, texts included, far below
+    # SQS's 256 KiB limit.
+    queue_chunk_size: int = Field(default=50, ge=1, le=200)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
