@@ -14,7 +14,6 @@ from devserver import aws
 DEMO_SEED = Path(__file__).with_name("demo_seed.json")
 DEFAULT_TABLE_NAME = "reinstall-sms-local"
 DEFAULT_IDEMPOTENCY_TABLE_NAME = "reinstall-sms-idempotency-local"
-DEFAULT_IDEMPOTENCY_TABLE_NAME = "reinstall-sms-idempotency-local"
 
 
 def is_loopback(host: str) -> bool:
@@ -75,12 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     aws.point_environment_at(moto_url)
     os.environ.setdefault("TABLE_NAME", DEFAULT_TABLE_NAME)
     os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", DEFAULT_IDEMPOTENCY_TABLE_NAME)
-    os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", DEFAULT_IDEMPOTENCY_TABLE_NAME)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
     # Imported only now, so that clients are created with the endpoints above.
     from core.aws import dynamodb_client
-    from core.idempotency import create_idempotency_table
     from core.idempotency import create_idempotency_table
     from core.repository import Repository
     from core.seed import load_seed
@@ -90,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     repository = Repository(get_settings().table_name, dynamodb_client())
     repository.create_table()
     load_seed(seed, repository)
-    create_idempotency_table(dynamodb_client(), get_settings().idempotency_table_name)
     create_idempotency_table(dynamodb_client(), get_settings().idempotency_table_name)
 
     server = make_server(args.host, args.port)
