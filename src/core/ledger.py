@@ -23,7 +23,7 @@ A number in ``sent`` or ``failed`` is never claimed again, so a redelivered
 chunk publishes nothing for it. ``retry`` (a transient failure) may be claimed
 again; if its Play Store message was already accepted, only the install
 message is sent. A ``sending`` claim older than CLAIM_TIMEOUT_SECONDS belongs to
-an invocation that died between claiming and settling; it becomes ``failed``
+an invocation that died between claiming and settling. It becomes ``failed``
 with DELIVERY_INTERRUPTED and is not sent again, because SNS may have accepted
 its messages.
 
@@ -192,8 +192,8 @@ class DeliveryLedger:
     def record_request(self, request: QueuedRequest) -> bool:
         """Store the request record; return False if it already existed.
 
-        An existing record is kept unchanged: a request id is queued once,
-        and an event delivered twice keeps its first record.
+        An existing record is kept unchanged, so an event delivered twice
+        keeps its first record.
         """
         item = {
             "pk": partition_key(request.domain, request.request_id),

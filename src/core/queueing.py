@@ -31,15 +31,15 @@ SEND_BATCH_MAX_BYTES = 256 * 1024
 # Attempts for entries that SQS reports as failed without a sender fault.
 SEND_BATCH_MAX_ATTEMPTS = 4
 SEND_BATCH_BASE_DELAY_SECONDS = 0.1
-# NOTE: an estimate of one SNS Publish round trip in the same region, used
-# only when SMS_MAX_SEND_RATE is 0 or when SMS_SEND_CONCURRENCY is low; it
-# has not been measured against real SNS.
+# NOTE: an estimate of one SNS Publish round trip in the same region, not
+# measured against real SNS. It matters only when SMS_MAX_SEND_RATE is 0 or
+# SMS_SEND_CONCURRENCY is low.
 PUBLISH_LATENCY_ESTIMATE_MS = 50.0
 MESSAGES_PER_NUMBER = 2
 
 
 class QueueReason(StrEnum):
-    """Why a request's numbers go through the queue."""
+    """Reason that a request's numbers go through the queue."""
 
     PREFER_ASYNC = "prefer_respond_async"
     DOMAIN_DELIVERY = "domain_delivery_queued"
@@ -75,7 +75,7 @@ def queue_reason(
     """Return why ``number_count`` sendable numbers should be queued, or None.
 
     They are queued when the client asked for it (``Prefer: respond-async``),
-    when the domain's delivery is ``queued``, or when the estimate says they
+    when the domain's delivery is ``queued``, or when the estimate shows they
     cannot all be sent before the deadline less DEADLINE_MARGIN_MS. Nothing
     is queued without a QUEUE_URL or without a number to send.
     """
@@ -331,7 +331,7 @@ class QueuedDelivery:
     ) -> set[int]:
         """Queue ``numbers``; return the positions of those that could not be queued.
 
-        The request record is written first, so the status endpoint knows the
+        The request record is written first, so the status endpoint finds the
         request as soon as a consumer can see a chunk. Raises
         StorageUnavailableError when that write fails; nothing is queued then.
         """
