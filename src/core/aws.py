@@ -20,7 +20,7 @@ DYNAMODB_MAX_ATTEMPTS = 3
 def dynamodb_client() -> Any:
     settings = get_settings()
     config = Config(
-        retries={"mode": "standard", "max_attempts": DYNAMODB_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": DYNAMODB_MAX_ATTEMPTS},
         max_pool_connections=max(10, settings.sms_send_concurrency),
     )
     return boto3.client("dynamodb", config=config)
@@ -30,7 +30,8 @@ def dynamodb_client() -> Any:
 def sns_client() -> Any:
     settings = get_settings()
     config = Config(
-        retries={"mode": "standard", "max_attempts": settings.sns_max_attempts},
+        # total_max_attempts counts the first attempt; botocore's max_attempts does not.
+        retries={"mode": "standard", "total_max_attempts": settings.sns_max_attempts},
         # One connection per sending thread, so threads never wait for a socket.
         max_pool_connections=max(10, settings.sms_send_concurrency),
     )
