@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devserver import aws
+from devserver import aws, consumer
 
 DEMO_SEED = Path(__file__).with_name("demo_seed.json")
 DEFAULT_TABLE_NAME = "reinstall-sms-local"
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TABLE_NAME", DEFAULT_TABLE_NAME)
     os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", DEFAULT_IDEMPOTENCY_TABLE_NAME)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+    queues = consumer.prepare_local_queues()
 
     # Imported only now, so that clients are created with the endpoints above.
     from core.aws import dynamodb_client
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     load_seed(seed, repository)
     create_idempotency_table(dynamodb_client(), get_settings().idempotency_table_name)
 
+    queue_consumer = consumer.start_local_consumer(queues)
     server = make_server(args.host, args.port)
     base_url = f"http://{args.host}:{server.server_address[1]}"
     print(f"Reinstall API listening on {base_url} (AWS emulated by moto at {moto_url})")
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+        queue_consumer.stop()
         moto_server.stop()
     return 0
 

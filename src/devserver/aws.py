@@ -1,4 +1,4 @@
-"""A moto server on loopback standing in for DynamoDB and SNS during local runs."""
+"""A moto server on loopback standing in for DynamoDB, SNS and SQS during local runs."""
 
 import logging
 import os
@@ -9,7 +9,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
 # Services the devserver points at moto unless the caller chose an endpoint.
-EMULATED_SERVICES = ("DYNAMODB", "SNS")
+EMULATED_SERVICES = ("DYNAMODB", "SNS", "SQS")
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -10,9 +10,10 @@ dead-letter queue, as SQS does.
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,3 +185,30 @@ class QueueConsumer:
                 # thread alive and try again shortly, as Lambda's poller does.
                 logger.exception("Polling the delivery queue failed")
                 self._stop.wait(RETRY_DELAY_SECONDS)
+
+
+LOCAL_QUEUE_NAME = "reinstall-sms-local-delivery"
+
+
+def prepare_local_queues(environ: MutableMapping[str, str] = os.environ) -> Queues:
+    """Create the delivery queues on the emulated SQS and point QUEUE_URL at them.
+
+    Call it before the settings are first read, so that the API queues there.
+    """
+    import boto3
+
+    queues = create_queues(boto3.client("sqs"), LOCAL_QUEUE_NAME)
+    environ["QUEUE_URL"] = queues.url
+    return queues
+
+
+def start_local_consumer(queues: Queues) -> QueueConsumer:
+    """Start polling ``queues`` in a daemon thread with the Lambda SQS handler."""
+    from core.aws import sqs_client
+    from handler.events import sqs_handler
+
+    consumer = QueueConsumer(
+        sqs_client(), queues, sqs_handler, os.environ["AWS_REGION"]
+    )
+    consumer.start()
+    return consumer

@@ -7,8 +7,8 @@ the chunks to retry as partial batch failures.
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -33,7 +33,10 @@ SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "reinstall-sms")
 METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CommCareReinstall")
 
 logger = Logger(service=SERVICE_NAME)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+# Powertools' Metrics shares its metric set between all instances in a process.
+# EphemeralMetrics keeps its own, so the devserver can run this handler in a
+# thread beside the API's without one flushing the other's metrics.
+metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 # A batch whose records all failed is reported like any other, record by
 # record, not raised as an invocation error: SQS retries the same records
 # either way, and Lambda's error metric stays for unexpected errors.
