@@ -50,7 +50,9 @@ def to_e164_digits(raw: str) -> str | None:
 
     A number is valid when, after ``normalize``, it is ASCII digits only and
     ``+<digits>`` is a valid number by the phonenumbers metadata. Letters,
-    extensions and a leading ``00`` are therefore invalid.
+    extensions and a leading ``00`` are therefore invalid. The digits returned
+    are phonenumbers' E.164 form, which drops a national trunk prefix written
+    after the country code: ``+44 (0)20 7946 0958`` gives ``442079460958``.
     """
     if len(raw) > MAX_PHONE_NUMBER_LENGTH:
         return None
@@ -63,7 +65,10 @@ def to_e164_digits(raw: str) -> str | None:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
-    return digits
+    # The registry is keyed by E.164 and SNS expects it, so "+44 0 20 ..." must
+    # become "+44 20 ..." rather than be passed on with its trunk 0.
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return e164.removeprefix("+")
 
 
 def region_of(digits: str) -> str | None:
