@@ -1,0 +1,1 @@
+"""``reinstall-send``: send reinstall SMS to the numbers of a CSV file."""
