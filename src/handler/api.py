@@ -27,6 +27,7 @@ from core.idempotency import (
 )
 from core.service import ReinstallResult, ReinstallService, build_service
 from core.settings import get_settings
+from core.status import build_status_service
 from core.validation import NOT_A_JSON_OBJECT
 
 # Powertools reads these variables itself; the defaults here serve local runs.
@@ -43,6 +44,9 @@ ROUTE = "/a/<domain>/api/<version>/sms_user_registration_reinstall"
 # CommCare HQ registers the resource from API version 0.5 on.
 SUPPORTED_VERSIONS = frozenset({"v0_5", "v0.5", "v0_6", "v0.6", "v1"})
 OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# The status of one queued request, named by the X-Request-Id of its POST.
+STATUS_ROUTE = ROUTE + "/<request_id>"
+STATUS_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 JSON = "application/json"
 
 
@@ -218,6 +222,27 @@ def method_not_allowed(domain: str, version: str) -> Response:
         405,
         {"error": f"Method {app.current_event.http_method} is not allowed; use POST."},
         {"Allow": "POST"},
+    )
+
+
+@app.get(STATUS_ROUTE)
+@tracer.capture_method
+def request_status(domain: str, version: str, request_id: str) -> Response:
+    ensure_supported_version(version)
+    logger.append_keys(domain=domain, status_request_id=request_id)
+    status = build_status_service(get_settings(), dynamodb_client()).status(
+        domain, app.current_event.headers.get("authorization"), request_id
+    )
+    return json_response(200, status.to_body())
+
+
+@app.route(STATUS_ROUTE, method=STATUS_OTHER_METHODS)
+def status_method_not_allowed(domain: str, version: str, request_id: str) -> Response:
+    ensure_supported_version(version)
+    return json_response(
+        405,
+        {"error": f"Method {app.current_event.http_method} is not allowed; use GET."},
+        {"Allow": "GET"},
     )
 
 
