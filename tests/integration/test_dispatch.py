@@ -81,6 +81,9 @@ class RecordingSnsClient:
             with self._lock:
                 self.in_flight -= 1
 
+    def check_if_phone_number_is_opted_out(self, **request: Any) -> dict[str, bool]:
+        return {"isOptedOut": False}
+
     def messages_to(self, number: str) -> list[str]:
         return [message for to, message, _ in self.calls if to == number]
 
