@@ -1,8 +1,10 @@
-"""Run the sample API Gateway events in events/ through the Lambda handler.
+"""Run the sample events in events/ through the Lambda handlers.
 
 Each event is the exact payload that `sam local invoke -e events/FILE.json`
-passes to the function, so these tests keep the samples and the handler in
-step. events/expected_status.json maps each event file to its expected status.
+passes to the function, so these tests keep the samples and the handlers in
+step. events/expected_status.json maps each API Gateway event file to its
+expected status, and each other event file to an object naming its handler
+(`sqs` or `eventbridge`) and the outcome expected from it.
 """
 
 import base64
@@ -16,9 +18,20 @@ from moto.sns.models import sns_backends
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 EXPECTED_STATUS_FILE = "expected_status.json"
-EXPECTED_STATUS: dict[str, int] = json.loads(
+EXPECTED_OUTCOMES: dict[str, Any] = json.loads(
     (EVENTS_DIR / EXPECTED_STATUS_FILE).read_text(encoding="utf-8")
 )
+# API Gateway events map to an HTTP status; the others to an object.
+EXPECTED_STATUS: dict[str, int] = {
+    name: outcome
+    for name, outcome in EXPECTED_OUTCOMES.items()
+    if isinstance(outcome, int)
+}
+SQS_EVENTS: dict[str, dict[str, Any]] = {
+    name: outcome
+    for name, outcome in EXPECTED_OUTCOMES.items()
+    if isinstance(outcome, dict) and outcome["handler"] == "sqs"
+}
 
 REGION = "us-east-1"
 PLAY_STORE_LINK = (
@@ -71,7 +84,7 @@ def test_every_sample_event_has_expected_status() -> None:
         if path.name != EXPECTED_STATUS_FILE
     )
 
-    assert event_files == sorted(EXPECTED_STATUS)
+    assert event_files == sorted(EXPECTED_OUTCOMES)
 
 
 @pytest.mark.parametrize("event_file", sorted(EXPECTED_STATUS))
@@ -136,3 +149,21 @@ def test_invalid_body_event_reports_field_errors(
         assert errors["app_id"].startswith("This field is required")
     if "users" in errors:
         assert errors["users"].startswith("Expected type: list")
+
+
+@pytest.mark.parametrize("event_file", sorted(SQS_EVENTS))
+def test_sqs_sample_event_sends_both_sms(
+    event_file: str, seeded: Any, lambda_context: Any
+) -> None:
+    from handler.events import sqs_handler
+
+    event = load_event(event_file)
+
+    response = sqs_handler(event, lambda_context)
+
+    failures = response["batchItemFailures"]
+    assert len(failures) == SQS_EVENTS[event_file]["batch_item_failures"]
+    assert sent_sms() == [
+        ("+16175551234", EXPECTED_PLAY_STORE_MESSAGE["reinstall.json"]),
+        ("+16175551234", INSTALL_MESSAGE),
+    ]
