@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(args.host, args.port)
     base_url = f"http://{args.host}:{server.server_address[1]}"
     print(f"Reinstall API listening on {base_url} (AWS emulated by moto at {moto_url})")
-    dynamodb_url = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or moto_url
+    dynamodb_url = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get(
+        "AWS_ENDPOINT_URL", moto_url
+    )
     print(
         f"Table {repository.table_name} at {dynamodb_url}. Manage it with: "
         f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing reinstall-admin "

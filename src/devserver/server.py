@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 import threading
 import time
 import uuid
@@ -98,6 +99,9 @@ class DevRequestHandler(BaseHTTPRequestHandler):
         if path == "/_dev/outbox" and self.command in ("GET", "DELETE"):
             self.serve_outbox()
             return
+        if path == "/_dev/info" and self.command == "GET":
+            self.serve_info()
+            return
         self.serve_lambda(body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_request
@@ -109,6 +113,18 @@ class DevRequestHandler(BaseHTTPRequestHandler):
         if self.command == "DELETE":
             aws.clear_outbox()
         self.send_json(200, {"messages": aws.outbox_messages()})
+
+    def serve_info(self) -> None:
+        """Send the table name and DynamoDB endpoint, for tools such as reinstall-admin."""
+        from core.settings import get_settings
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get(
+            "AWS_ENDPOINT_URL"
+        )
+        self.send_json(
+            200,
+            {"aws_endpoint_url": endpoint, "table_name": get_settings().table_name},
+        )
 
     def serve_lambda(self, body: bytes) -> None:
         from handler.api import lambda_handler
