@@ -25,5 +25,9 @@ test: install
 lint: install
 	$(VENV)/bin/cfn-lint template.yaml
 
+# docs/openapi.json, built from the routes' metadata; a test fails when it is stale.
+openapi: install
+	$(PYTHON) -m handler.openapi docs/openapi.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .aws-sam

@@ -5,11 +5,12 @@ import binascii
 import json
 import os
 from functools import cache, lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,6 +30,7 @@ from core.service import ReinstallResult, ReinstallService, build_service
 from core.settings import get_settings
 from core.status import build_status_service
 from core.validation import NOT_A_JSON_OBJECT
+from handler import schemas
 
 # Powertools reads these variables itself; the defaults here serve local runs.
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "reinstall-sms")
@@ -48,6 +50,21 @@ OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 STATUS_ROUTE = ROUTE + "/<request_id>"
 STATUS_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 JSON = "application/json"
+SECURITY: list[dict[str, list[str]]] = [{schemas.SECURITY_SCHEME: []}]
+
+# Path parameters, annotated only to describe them in the OpenAPI document.
+DomainParameter = Annotated[
+    str,
+    Path(description="The CommCare project (domain) name.", examples=["demo"]),
+]
+VersionParameter = Annotated[
+    str,
+    Path(
+        description="CommCare HQ API version. Other versions return 404.",
+        json_schema_extra={"enum": sorted(SUPPORTED_VERSIONS)},
+        examples=["v0_5"],
+    ),
+]
 
 
 @cache
@@ -77,7 +94,7 @@ def _idempotency_store(
 
 def json_response(
     status_code: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[Any]:
     return Response(
         status_code=status_code,
         content_type=JSON,
@@ -152,9 +169,19 @@ def ensure_supported_version(version: str) -> None:
         raise NotFoundError(f"API version {version} has no reinstall endpoint")
 
 
-@app.post(ROUTE)
+@app.post(
+    ROUTE,
+    summary="Send the CommCare reinstall SMS to mobile workers",
+    description=schemas.REINSTALL_DESCRIPTION,
+    operation_id="sms_user_registration_reinstall",
+    responses=schemas.REINSTALL_RESPONSES,
+    security=SECURITY,
+    # Without the resolver's validation no Body() parameter is filled, so the
+    # request body is described here instead.
+    openapi_extensions={"requestBody": schemas.REINSTALL_REQUEST_BODY},
+)
 @tracer.capture_method
-def reinstall(domain: str, version: str) -> Response:
+def reinstall(domain: DomainParameter, version: VersionParameter) -> Response[Any]:
     ensure_supported_version(version)
     logger.append_keys(domain=domain)
     body = request_body()
@@ -183,7 +210,7 @@ def send_reinstall(
 
 def idempotent_reinstall(
     domain: str, authorization: str | None, body: bytes, key_values: list[str]
-) -> Response:
+) -> Response[Any]:
     """Run the request once per Idempotency-Key, or replay its stored response.
 
     The caller is authenticated and authorized before the key is even
@@ -215,8 +242,15 @@ def idempotent_reinstall(
     )
 
 
-@app.route(ROUTE, method=OTHER_METHODS)
-def method_not_allowed(domain: str, version: str) -> Response:
+@app.route(
+    ROUTE,
+    method=OTHER_METHODS,
+    summary="Any method but POST: 405",
+    responses=schemas.method_not_allowed_responses("POST"),
+)
+def method_not_allowed(
+    domain: DomainParameter, version: VersionParameter
+) -> Response[Any]:
     ensure_supported_version(version)
     return json_response(
         405,
@@ -225,9 +259,17 @@ def method_not_allowed(domain: str, version: str) -> Response:
     )
 
 
-@app.get(STATUS_ROUTE)
+@app.get(
+    STATUS_ROUTE,
+    summary="Read the progress of a queued reinstall request",
+    operation_id="sms_user_registration_reinstall_status",
+    responses=schemas.STATUS_RESPONSES,
+    security=SECURITY,
+)
 @tracer.capture_method
-def request_status(domain: str, version: str, request_id: str) -> Response:
+def request_status(
+    domain: DomainParameter, version: VersionParameter, request_id: str
+) -> Response[Any]:
     ensure_supported_version(version)
     logger.append_keys(domain=domain, status_request_id=request_id)
     status = build_status_service(get_settings(), dynamodb_client()).status(
@@ -236,8 +278,15 @@ def request_status(domain: str, version: str, request_id: str) -> Response:
     return json_response(200, status.to_body())
 
 
-@app.route(STATUS_ROUTE, method=STATUS_OTHER_METHODS)
-def status_method_not_allowed(domain: str, version: str, request_id: str) -> Response:
+@app.route(
+    STATUS_ROUTE,
+    method=STATUS_OTHER_METHODS,
+    summary="Any method but GET: 405",
+    responses=schemas.method_not_allowed_responses("GET"),
+)
+def status_method_not_allowed(
+    domain: DomainParameter, version: VersionParameter, request_id: str
+) -> Response[Any]:
     ensure_supported_version(version)
     return json_response(
         405,
@@ -257,12 +306,12 @@ def record_metrics(result: ReinstallResult) -> None:
 
 
 @app.not_found
-def not_found(error: NotFoundError) -> Response:
+def not_found(error: NotFoundError) -> Response[Any]:
     return json_response(404, {"error": f"Not found: {app.current_event.path}"})
 
 
 @app.exception_handler(ServiceError)
-def service_error(error: ServiceError) -> Response:
+def service_error(error: ServiceError) -> Response[Any]:
     logger.info(
         "Request rejected",
         extra={"status_code": error.status_code, "error_type": type(error).__name__},
@@ -274,7 +323,7 @@ def service_error(error: ServiceError) -> Response:
 
 
 @app.exception_handler(Exception)
-def unexpected_error(error: Exception) -> Response:
+def unexpected_error(error: Exception) -> Response[Any]:
     logger.exception("Unexpected error while handling the request")
     metrics.add_metric("UnexpectedErrors", MetricUnit.Count, 1)
     return json_response(
