@@ -1,47 +1,123 @@
-"""Settings read from the environment once per container."""
+"""Settings read from the environment once per container.
 
+The settings are a plain frozen dataclass rather than a pydantic model. Importing
+pydantic and building the model took about 70 ms of each cold start under
+``python -X importtime`` (machine in docs/benchmarks.md). A dozen numbers and
+strings need only a type and bounds check.
+"""
+
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from functools import cache
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+
+class SettingsError(ValueError):
+    """Error for invalid settings, whose message names each invalid variable."""
 
 
-class Settings(BaseModel):
-    """Service settings. Each field comes from the upper-case environment variable."""
+def _bounded(default: float, minimum: float, maximum: float | None = None) -> Any:
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum})
 
-    model_config = ConfigDict(frozen=True)
+
+@dataclass(frozen=True)
+class Settings:
+    """Service settings. Each field comes from the upper-case environment variable.
+
+    Raises SettingsError naming the variable when a value has the wrong type or
+    is out of range, whether it came from the environment or from a keyword.
+    """
 
     table_name: str = "reinstall-sms"
     idempotency_table_name: str = "reinstall-sms-idempotency"
     hq_base_url: str = "https://www.commcarehq.org"
-    max_users_per_request: int = Field(default=1000, ge=1)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
-    sns_max_attempts: int = Field(default=5, ge=1)
-    sms_send_concurrency: int = Field(default=16, ge=1)
+    max_users_per_request: int = _bounded(1000, minimum=1)
+    # Bytes.
+    max_body_bytes: int = _bounded(1024 * 1024, minimum=1)
+    sns_max_attempts: int = _bounded(5, minimum=1)
+    sms_send_concurrency: int = _bounded(16, minimum=1)
     # Messages per second for one invocation; 0 turns the limit off.
-    sms_max_send_rate: float = Field(default=20, ge=0)
-    deadline_margin_ms: int = Field(default=3000, ge=0)
-    sms_log_retention_days: int = Field(default=90, ge=1)
-    idempotency_ttl_seconds: int = Field(default=86400, ge=1)
+    sms_max_send_rate: float = _bounded(20, minimum=0)
+    deadline_margin_ms: int = _bounded(3000, minimum=0)
+    sms_log_retention_days: int = _bounded(90, minimum=1)
+    idempotency_ttl_seconds: int = _bounded(86400, minimum=1)
     # SQS queue for queued delivery; empty means every request is sent directly.
     queue_url: str = ""
     # Numbers per queue message. 200 keeps a message, texts included, far below
     # SQS's 256 KiB limit.
-    queue_chunk_size: int = Field(default=50, ge=1, le=200)
+    queue_chunk_size: int = _bounded(50, minimum=1, maximum=200)
+
+    def __post_init__(self) -> None:
+        errors = [
+            error
+            for setting in fields(self)
+            if (error := _check(setting.name, getattr(self, setting.name))) is not None
+        ]
+        if errors:
+            raise SettingsError("Invalid settings: " + "; ".join(errors))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
         """Build settings from variables such as ``TABLE_NAME``; unset ones keep defaults.
 
-        Raises pydantic.ValidationError naming the variable when a value is invalid.
+        An empty variable counts as unset. Raises SettingsError naming every
+        invalid variable.
         """
-        values = {
-            name: environ[name.upper()]
-            for name in cls.model_fields
-            if environ.get(name.upper(), "") != ""
-        }
-        return cls.model_validate(values)
+        values: dict[str, Any] = {}
+        errors = []
+        for setting in fields(cls):
+            text = environ.get(setting.name.upper(), "")
+            if text == "":
+                continue
+            try:
+                values[setting.name] = _parse(setting.type, text)
+            except ValueError:
+                errors.append(
+                    f"{setting.name.upper()}={text!r} is not {_type_name(setting.type)}"
+                )
+        if errors:
+            raise SettingsError("Invalid settings: " + "; ".join(errors))
+        return cls(**values)
+
+
+def _type_name(declared: Any) -> str:
+    return {int: "an integer", float: "a number"}.get(declared, "a string")
+
+
+def _parse(declared: Any, text: str) -> Any:
+    if declared is int:
+        return int(text)
+    if declared is float:
+        return float(text)
+    return text
+
+
+def _check(name: str, value: Any) -> str | None:
+    """Return a message naming the variable when ``value`` does not fit ``name``."""
+    setting = _FIELDS[name]
+    variable = name.upper()
+    declared = setting.type
+
+    if declared is str:
+        return None if isinstance(value, str) else f"{variable} must be a string"
+    numeric = int if declared is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, numeric):
+        return f"{variable}={value!r} is not {_type_name(declared)}"
+    if not math.isfinite(value):
+        return f"{variable}={value!r} is not a finite number"
+
+    minimum = setting.metadata.get("minimum")
+    maximum = setting.metadata.get("maximum")
+    if minimum is not None and value < minimum:
+        return f"{variable}={value!r} is below the minimum {minimum}"
+    if maximum is not None and value > maximum:
+        return f"{variable}={value!r} is above the maximum {maximum}"
+    return None
+
+
+_FIELDS = {setting.name: setting for setting in fields(Settings)}
 
 
 @cache
