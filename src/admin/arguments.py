@@ -111,6 +111,18 @@ def daily_sms_limit(value: str) -> int | None:
     return limit
 
 
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}; give a whole number of at least 1"
+        )
+    return number
+
+
 def countries(value: str) -> tuple[str, ...] | None:
     """Parse comma-separated ISO 3166-1 alpha-2 codes; ``all`` means no restriction.
 

@@ -20,7 +20,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from admin import arguments, domains, phones, users
+from admin import arguments, domains, logs, phones, users
 from admin.errors import AdminError
 from core.auth import EDIT_DATA
 from core.models import DELIVERY_MODES
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_commands(commands, json_option)
     _add_phone_commands(commands, json_option)
     _add_translation_commands(commands, json_option)
+    _add_log_commands(commands, json_option)
     return parser
 
 
@@ -329,6 +330,38 @@ def _add_translation_commands(
         parents=[json_option],
     )
     listing.add_argument("domain", help="domain name")
+
+
+def _add_log_commands(commands: Any, json_option: argparse.ArgumentParser) -> None:
+    group = _group(commands, "log", "read the SMS log")
+
+    show = _command(
+        group,
+        "show",
+        logs.show_log,
+        "show the SNS publish attempts of one request or one phone number",
+        parents=[json_option],
+    )
+    show.add_argument("--domain", required=True, help="domain name")
+    subject = show.add_mutually_exclusive_group(required=True)
+    subject.add_argument(
+        "--request-id", help="API Gateway request id of the reinstall request"
+    )
+    subject.add_argument(
+        "--phone",
+        metavar="NUMBER",
+        help="phone number with country code; its records are shown newest first",
+    )
+    show.add_argument(
+        "--limit",
+        type=arguments.positive_int,
+        help="maximum number of records to show for --phone (default: all)",
+    )
+    show.add_argument(
+        "--show-numbers",
+        action="store_true",
+        help="show phone numbers in full instead of masked",
+    )
 
 
 def open_repository(args: argparse.Namespace) -> Repository:

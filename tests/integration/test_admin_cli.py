@@ -13,6 +13,8 @@ from core import auth
 from core.messages import TRANSLATION_KEY
 from core.models import App, Domain, PhoneRegistration
 from core.repository import Repository
+from core.sender import INSTALL_MESSAGE, PLAY_STORE_MESSAGE
+from core.smslog import SmsLog, SmsLogRecord
 from handler.api import lambda_handler
 
 TABLE = ["--table", TABLE_NAME]
@@ -786,3 +788,114 @@ def test_translation_unknown_domain(admin: Any) -> None:
     run = admin("translation", "list", "nope")
     assert run.status == 1
     assert "Domain 'nope' not found." in run.err
+
+
+# log
+
+
+def write_sms_log(repository: Repository) -> None:
+    """Store two requests' records: one number sent in full, one failed at first."""
+    sms_log = SmsLog(repository.table_name, repository.client, retention_days=90)
+    sent_at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    retried_at = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    records = [
+        SmsLogRecord("p", "req-1", "+16175550199", PLAY_STORE_MESSAGE, sent_at, "m-1"),
+        SmsLogRecord("p", "req-1", "+16175550199", INSTALL_MESSAGE, sent_at, "m-2"),
+        SmsLogRecord(
+            "p", "req-1", "+16175550142", PLAY_STORE_MESSAGE, sent_at,
+            error_code="InvalidParameter",
+        ),
+        SmsLogRecord("p", "req-2", "+16175550199", PLAY_STORE_MESSAGE, retried_at, "m-3"),
+        SmsLogRecord("p", "req-2", "+16175550199", INSTALL_MESSAGE, retried_at, "m-4"),
+    ]  # fmt: skip
+    assert sms_log.write(records) == 0
+
+
+def test_log_show_request_masks_numbers(admin: Any, repository: Repository) -> None:
+    admin("domain", "set", "p", "--plan", "pro")
+    write_sms_log(repository)
+    run = admin("log", "show", "--domain", "p", "--request-id", "req-1", "--json")
+    assert run.status == 0
+    assert run.json() == [
+        {
+            "attempted_at": "2026-12-01T09:30:00+00:00",
+            "request_id": "req-1",
+            "phone_number": "+1********42",
+            "message": "play_store_link",
+            "message_id": None,
+            "error_code": "InvalidParameter",
+        },
+        {
+            "attempted_at": "2026-12-01T09:30:00+00:00",
+            "request_id": "req-1",
+            "phone_number": "+1********99",
+            "message": "play_store_link",
+            "message_id": "m-1",
+            "error_code": None,
+        },
+        {
+            "attempted_at": "2026-12-01T09:30:00+00:00",
+            "request_id": "req-1",
+            "phone_number": "+1********99",
+            "message": "install_message",
+            "message_id": "m-2",
+            "error_code": None,
+        },
+    ]
+    assert "6175550199" not in run.out
+
+
+def test_log_show_phone_newest_first(admin: Any, repository: Repository) -> None:
+    admin("domain", "set", "p", "--plan", "pro")
+    write_sms_log(repository)
+    run = admin(
+        "log", "show", "--domain", "p", "--phone", "+1 617 555 0199", "--show-numbers"
+    )
+    assert run.status == 0
+    lines = run.out.splitlines()
+    assert lines[0].split() == [
+        "ATTEMPTED_AT", "REQUEST_ID", "PHONE_NUMBER", "MESSAGE", "MESSAGE_ID",
+        "ERROR_CODE",
+    ]  # fmt: skip
+    assert [line.split() for line in lines[1:]] == [
+        ["2026-12-02T09:30:00+00:00", "req-2", "+16175550199", "install_message", "m-4", "-"],
+        ["2026-12-02T09:30:00+00:00", "req-2", "+16175550199", "play_store_link", "m-3", "-"],
+        ["2026-12-01T09:30:00+00:00", "req-1", "+16175550199", "install_message", "m-2", "-"],
+        ["2026-12-01T09:30:00+00:00", "req-1", "+16175550199", "play_store_link", "m-1", "-"],
+    ]  # fmt: skip
+
+    limited = admin(
+        "log",
+        "show",
+        "--domain",
+        "p",
+        "--phone",
+        "16175550199",
+        "--limit",
+        "1",
+        "--json",
+    )
+    assert [record["message_id"] for record in limited.json()] == ["m-4"]
+
+
+def test_log_show_no_records(admin: Any) -> None:
+    admin("domain", "set", "p", "--plan", "pro")
+    run = admin("log", "show", "--domain", "p", "--request-id", "req-none")
+    assert run.status == 0
+    assert run.out == "No SMS log records for request req-none in domain p.\n"
+    as_json = admin("log", "show", "--domain", "p", "--phone", "16175550199", "--json")
+    assert as_json.json() == []
+
+
+def test_log_show_errors(admin: Any) -> None:
+    unknown = admin("log", "show", "--domain", "nope", "--request-id", "req-1")
+    assert unknown.status == 1
+    assert "Domain 'nope' not found." in unknown.err
+
+    neither = admin("log", "show", "--domain", "p")
+    assert neither.status == 2
+    assert "one of the arguments --request-id --phone is required" in neither.err
+
+    both = admin("log", "show", "--domain", "p", "--request-id", "r", "--phone", "1")
+    assert both.status == 2
+    assert "not allowed with argument" in both.err
