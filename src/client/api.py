@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,19 @@ BACKOFF_MAX_SECONDS = 60.0
 RETRY_AFTER_MAX_SECONDS = 300.0
 
 RetryNotice = Callable[[str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResponse:
+    """The buckets of a 200 response, and where to follow a queued request.
+
+    The server sets ``X-Request-Id`` and ``Location`` only when it queued the
+    numbers, so both are None for numbers sent within the request.
+    """
+
+    buckets: Buckets
+    request_id: str | None = None
+    status_url: str | None = None
 
 
 class ApiError(Exception):
@@ -120,7 +134,7 @@ class ReinstallApi:
         numbers: list[str],
         message: str | None,
         idempotency_key: str,
-    ) -> Buckets:
+    ) -> ChunkResponse:
         """Send one request and return its buckets.
 
         Retries 429, 503, 409 with Retry-After, and network errors, up to
@@ -148,7 +162,11 @@ class ReinstallApi:
                 with urllib.request.urlopen(
                     request, timeout=self.timeout_seconds
                 ) as response:
-                    return parse_buckets(response.read())
+                    return ChunkResponse(
+                        parse_buckets(response.read()),
+                        request_id=response.headers.get("X-Request-Id"),
+                        status_url=response.headers.get("Location"),
+                    )
             except urllib.error.HTTPError as error:
                 error_body = error.read()
                 wait = self._retry_wait(error, attempt)

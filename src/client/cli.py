@@ -173,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
     results = row_results(plan, state.chunks)
     write_results(args.out, plan.numbers, results)
     print_summary(plan, results, args.out)
+    if state.status_urls:
+        print(
+            f"The server queued {len(state.status_urls)} of the requests, so their "
+            f"success means queued for sending. Their status URLs are in {state.path}."
+        )
     return EXIT_DONE
 
 
@@ -243,17 +248,17 @@ class ChunkSender:
 
     def _send_chunk(self, index: int, chunk: list[str]) -> None:
         identity = self.state.identity
-        buckets = self.api.reinstall(
+        response = self.api.reinstall(
             identity.app_id, chunk, identity.message, idempotency_key(identity, index)
         )
-        aligned, missing = align_buckets(chunk, buckets)
+        aligned, missing = align_buckets(chunk, response.buckets)
         if missing:
             self.progress.write(
                 f"Chunk {index + 1}: the server returned no result for "
                 f"{len(missing)} number(s); they are counted as error.",
                 file=sys.stderr,
             )
-        self.state.record_chunk(index, aligned)
+        self.state.record_chunk(index, aligned, response.status_url)
 
         self.counts.update({bucket: len(aligned[bucket]) for bucket in BUCKETS})
         self.progress.set_postfix(bucket_postfix(self.counts))

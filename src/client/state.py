@@ -34,6 +34,8 @@ class RunState:
         self.path = path
         self.identity = identity
         self.chunks: dict[int, Buckets] = {}
+        # Status URL of each chunk that the server queued instead of sending.
+        self.status_urls: dict[int, str] = {}
 
     @classmethod
     def load(cls, path: Path, identity: RunIdentity) -> "RunState":
@@ -54,6 +56,11 @@ class RunState:
                 int(index): {name: list(buckets[name]) for name in BUCKETS}
                 for index, buckets in stored["chunks"].items()
             }
+            status_urls = {
+                int(index): str(buckets["status_url"])
+                for index, buckets in stored["chunks"].items()
+                if buckets.get("status_url")
+            }
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise StateFileError(
                 f"State file {path} cannot be read ({error}). Delete it to start "
@@ -72,18 +79,34 @@ class RunState:
                 f"repeat the original command to resume that run."
             )
         state.chunks = chunks
+        state.status_urls = status_urls
         return state
 
-    def record_chunk(self, index: int, buckets: Buckets) -> None:
-        """Mark chunk ``index`` done with the server's ``buckets`` and save."""
+    def record_chunk(
+        self, index: int, buckets: Buckets, status_url: str | None = None
+    ) -> None:
+        """Mark chunk ``index`` done with the server's ``buckets`` and save.
+
+        ``status_url`` is the Location of a chunk that the server queued.
+        """
         self.chunks[index] = {name: list(buckets[name]) for name in BUCKETS}
+        if status_url:
+            self.status_urls[index] = status_url
         self.save()
+
+    def _chunk_content(self, index: int) -> dict[str, Any]:
+        content: dict[str, Any] = dict(self.chunks[index])
+        if index in self.status_urls:
+            content["status_url"] = self.status_urls[index]
+        return content
 
     def save(self) -> None:
         content: dict[str, Any] = {
             "format": STATE_FORMAT,
             "run": self.identity.as_dict(),
-            "chunks": {str(index): self.chunks[index] for index in sorted(self.chunks)},
+            "chunks": {
+                str(index): self._chunk_content(index) for index in sorted(self.chunks)
+            },
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(

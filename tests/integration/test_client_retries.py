@@ -91,7 +91,7 @@ def make_api(
 
 
 def send(api: ReinstallApi) -> dict[str, list[str]]:
-    return api.reinstall("app-1", ["16175550100"], "Install: {}", "key-0")
+    return api.reinstall("app-1", ["16175550100"], "Install: {}", "key-0").buckets
 
 
 def test_request_shape(scripted: ScriptedServer) -> None:
@@ -110,6 +110,26 @@ def test_request_shape(scripted: ScriptedServer) -> None:
         "users": [{"phone_number": "16175550100"}],
         "reinstall_message": "Install: {}",
     }
+
+
+def test_direct_response_has_no_status(scripted: ScriptedServer) -> None:
+    scripted.replies = [Reply(200, OK_BODY)]
+    response = make_api(scripted, []).reinstall("app-1", ["16175550100"], None, "k")
+    assert response.request_id is None
+    assert response.status_url is None
+
+
+def test_queued_response_keeps_status(scripted: ScriptedServer) -> None:
+    status_url = (
+        scripted.url + "/a/my%20proj/api/v0_5/sms_user_registration_reinstall/r-1/"
+    )
+    scripted.replies = [
+        Reply(200, OK_BODY, {"X-Request-Id": "r-1", "Location": status_url})
+    ]
+    response = make_api(scripted, []).reinstall("app-1", ["16175550100"], None, "k")
+    assert response.buckets == OK_BODY
+    assert response.request_id == "r-1"
+    assert response.status_url == status_url
 
 
 def test_no_message_leaves_field_out(scripted: ScriptedServer) -> None:

@@ -215,7 +215,10 @@ def test_state_round_trip(tmp_path: Path) -> None:
         "error_numbers": [],
     }
     state.record_chunk(1, buckets)
-    assert RunState.load(path, IDENTITY).chunks == {1: buckets}
+    state.record_chunk(0, buckets, status_url="https://api.example.org/status/r-1/")
+    loaded = RunState.load(path, IDENTITY)
+    assert loaded.chunks == {0: buckets, 1: buckets}
+    assert loaded.status_urls == {0: "https://api.example.org/status/r-1/"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv.state.json"]
 
 
