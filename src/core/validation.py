@@ -57,6 +57,10 @@ def parse_body(body: bytes) -> ParsedBody:
         return ParsedBody(json.loads(text))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return ParsedBody(None, error=str(error))
+    except RecursionError:
+        # json.loads recurses once per nesting level, so a small body of
+        # thousands of brackets exhausts the interpreter's recursion limit.
+        return ParsedBody(None, error="JSON nested too deeply")
 
 
 class _FieldErrors:

@@ -218,10 +218,6 @@ def test_base64_body_just_over_limit_is_413(
 # Hostile JSON
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core.validation.parse_body lets json.loads' RecursionError through",
-)
 def test_deeply_nested_body_is_400(
     cases_seeded: Repository, lambda_context: FakeLambdaContext
 ) -> None:
