@@ -7,7 +7,7 @@ import os
 from functools import cache, lru_cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -31,6 +31,7 @@ from core.settings import get_settings
 from core.status import build_status_service
 from core.validation import NOT_A_JSON_OBJECT
 from handler import schemas
+from handler.tracing import LazyTracer
 
 # Powertools reads these variables itself; the defaults here serve local runs.
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "reinstall-sms")
@@ -38,7 +39,8 @@ METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CommCareRein
 
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-tracer = Tracer()
+# Created at the first invocation: building the X-Ray recorder is slow.
+tracer = LazyTracer()
 # Trailing slashes are optional: the REST resolver ignores them when matching.
 app = APIGatewayRestResolver()
 
