@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from core.ratelimit import RateLimiter
-from core.sender import DEADLINE_NOT_STARTED, DeliveryResult, SmsSender
+from core.sender import DeliveryResult, SmsSender
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +24,7 @@ class Dispatcher:
     one after the other. Publishes of all threads share one RateLimiter.
     """
 
-    def __init__(
-        self, sender: SmsSender, concurrency: int, max_rate: float
-    ) -> None:
+    def __init__(self, sender: SmsSender, concurrency: int, max_rate: float) -> None:
         self.sender = sender
         self.concurrency = concurrency
         self.max_rate = max_rate

@@ -1,6 +1,7 @@
 """The reinstall request from credentials to buckets, in CommCare HQ's check order."""
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,11 +10,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from core import auth, messages
+from core.dailylimit import DailySmsLimit, Reservation
 from core.dispatch import Dispatcher, PairJob
 from core.entitlements import check_entitlements
 from core.errors import PayloadTooLargeError, PermissionDeniedError
 from core.models import Domain
-from core.phone import to_e164_digits
+from core.optout import OptOutChecker
+from core.phone import region_of, to_e164_digits
 from core.repository import Repository
 from core.sender import (
     DEADLINE_NOT_STARTED,
@@ -30,6 +33,13 @@ logger = Logger(child=True)
 SUCCESS = "success_numbers"
 INVALID_FORMAT = "invalid_format_numbers"
 ERROR = "error_numbers"
+
+# Why a number went to error_numbers without a publish, for the log line.
+REGISTERED_ELSEWHERE = "registered_to_another_domain"
+COUNTRY_NOT_ALLOWED = "country_not_allowed"
+OPTED_OUT = "opted_out"
+OPT_OUT_CHECK_FAILED = "opt_out_check_failed"
+DAILY_LIMIT_REACHED = "daily_sms_limit_reached"
 
 
 @dataclass(slots=True)
@@ -62,6 +72,14 @@ class _Recipient:
     bucket: str | None = None
     reason: str | None = None
 
+    @property
+    def e164(self) -> str:
+        return "+" + (self.digits or "")
+
+    def fail(self, reason: str) -> None:
+        self.bucket = ERROR
+        self.reason = reason
+
 
 class ReinstallService:
     """Runs the checks of a reinstall request and sends the SMS."""
@@ -73,6 +91,8 @@ class ReinstallService:
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sms_log: SmsLog | None = None,
+        opt_outs: OptOutChecker | None = None,
+        daily_limit: DailySmsLimit | None = None,
     ) -> None:
         self.repository = repository
         self.sender = sender
@@ -80,6 +100,12 @@ class ReinstallService:
         self.clock = clock
         self.sms_log = sms_log or SmsLog(
             settings.table_name, repository.client, settings.sms_log_retention_days
+        )
+        self.opt_outs = opt_outs or OptOutChecker(
+            sender.sns_client, settings.sms_send_concurrency, settings.sns_max_attempts
+        )
+        self.daily_limit = daily_limit or DailySmsLimit(
+            settings.table_name, repository.client
         )
         self.dispatcher = Dispatcher(
             sender, settings.sms_send_concurrency, settings.sms_max_send_rate
@@ -134,11 +160,16 @@ class ReinstallService:
     ) -> ReinstallResult:
         recipients = [_Recipient(raw) for raw in request.phone_numbers]
         self._check_format(recipients)
+        self._check_countries(domain, recipients)
         self._check_registry(domain, recipients)
-        # The SNS opt-out check belongs here, after the registry and before sending.
+        self._check_opt_outs(recipients)
+        reservation = self._reserve_daily_limit(domain, recipients)
 
         sendable = [recipient for recipient in recipients if recipient.bucket is None]
         results = self._deliver(domain, request, sendable, remaining_time_ms)
+        if reservation is not None:
+            published = sum(result.messages_published for result in results)
+            self.daily_limit.release(reservation, reservation.messages - published)
         log_failures = self._write_sms_log(domain, request_id, results)
 
         outcome = ReinstallResult(request_id=request_id, sms_log_failures=log_failures)
@@ -148,6 +179,11 @@ class ReinstallService:
         not_started = sum(r.error_code == DEADLINE_NOT_STARTED for r in results)
         first_message_only = sum(
             r.first_message_id is not None and not r.succeeded for r in results
+        )
+        error_reasons = Counter(
+            recipient.reason or "unknown"
+            for recipient in recipients
+            if recipient.bucket == ERROR
         )
         logger.info(
             "Reinstall request processed",
@@ -161,6 +197,7 @@ class ReinstallService:
                 "error_count": len(outcome.error_numbers),
                 "messages_published": outcome.messages_published,
                 "first_message_only_count": first_message_only,
+                "error_reasons": dict(error_reasons),
                 "not_started_before_deadline": not_started,
                 "sms_log_failures": log_failures,
             },
@@ -193,6 +230,17 @@ class ReinstallService:
             if recipient.digits is None:
                 recipient.bucket = INVALID_FORMAT
 
+    def _check_countries(self, domain: Domain, recipients: list[_Recipient]) -> None:
+        """Put numbers outside the domain's allowed countries, if it has a list, in error."""
+        if domain.allowed_countries is None:
+            return
+        allowed = {country.upper() for country in domain.allowed_countries}
+        for recipient in recipients:
+            if recipient.bucket is not None or not recipient.digits:
+                continue
+            if region_of(recipient.digits) not in allowed:
+                recipient.fail(COUNTRY_NOT_ALLOWED)
+
     def _check_registry(self, domain: Domain, recipients: list[_Recipient]) -> None:
         """Put numbers verified to another domain in error; note contacts' languages.
 
@@ -208,10 +256,41 @@ class ReinstallService:
             if registration is None or not registration.verified:
                 continue
             if registration.domain != domain.name:
-                recipient.bucket = ERROR
-                recipient.reason = "registered_to_another_domain"
+                recipient.fail(REGISTERED_ELSEWHERE)
             else:
                 recipient.language = registration.language
+
+    def _check_opt_outs(self, recipients: list[_Recipient]) -> None:
+        """Put numbers on the SNS opt-out list, or whose check failed, in error."""
+        pending = [recipient for recipient in recipients if recipient.bucket is None]
+        if not pending:
+            return
+        statuses = self.opt_outs.check_all([recipient.e164 for recipient in pending])
+        for recipient in pending:
+            status = statuses[recipient.e164]
+            if status is None:
+                recipient.fail(OPT_OUT_CHECK_FAILED)
+            elif status:
+                recipient.fail(OPTED_OUT)
+
+    def _reserve_daily_limit(
+        self, domain: Domain, recipients: list[_Recipient]
+    ) -> Reservation | None:
+        """Reserve both messages of each remaining number within the daily limit.
+
+        Numbers past the reservation, in request order, go to error. Returns
+        None when the domain has no limit. Raises StorageUnavailableError when
+        DynamoDB fails, before anything is sent.
+        """
+        if domain.daily_sms_limit is None:
+            return None
+        pending = [recipient for recipient in recipients if recipient.bucket is None]
+        reservation = self.daily_limit.reserve(
+            domain.name, domain.daily_sms_limit, len(pending), self.clock()
+        )
+        for recipient in pending[reservation.numbers :]:
+            recipient.fail(DAILY_LIMIT_REACHED)
+        return reservation
 
     def _deliver(
         self,
@@ -259,4 +338,8 @@ def build_service(settings: Settings, dynamodb: Any, sns: Any) -> ReinstallServi
         SmsSender(sns),
         settings,
         sms_log=SmsLog(settings.table_name, dynamodb, settings.sms_log_retention_days),
+        opt_outs=OptOutChecker(
+            sns, settings.sms_send_concurrency, settings.sns_max_attempts
+        ),
+        daily_limit=DailySmsLimit(settings.table_name, dynamodb),
     )
