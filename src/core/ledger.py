@@ -10,8 +10,8 @@ domain finds nothing. It holds:
 - sk ``NUMBER#<E.164 digits>``: one entry per number, written by the queue
   consumer: ``state``, ``submitted`` (the number as the client spelled it),
   ``position`` (its place among the queued numbers), ``claim_token``,
-  ``claimed_at``, and ``first_message_id``, ``second_message_id`` and
-  ``error_code`` once known.
+  ``claimed_at``, ``updated_at``, and ``first_message_id``,
+  ``second_message_id`` and ``error_code`` once known.
 
 A number's entry is the claim that makes queued sends idempotent. The consumer
 claims a number with a conditional write before publishing anything, and
@@ -89,9 +89,13 @@ class QueuedRequest:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The right to send one number once; ``first_message_id`` if already sent."""
+    """The right to send one number once, and what its entry stores meanwhile."""
 
     token: str
+    submitted: str
+    position: int
+    claimed_at: datetime
+    # Set when an earlier attempt had the Play Store message accepted.
     first_message_id: str | None = None
 
 
@@ -246,35 +250,28 @@ class DeliveryLedger:
         settled as failed with DELIVERY_INTERRUPTED.
         """
         now = self.clock()
-        token = str(uuid.uuid4())
+        claim = Claim(str(uuid.uuid4()), submitted, position, now)
+        # A conditional PutItem, not UpdateItem: it is the cheaper write, and
+        # ALL_OLD still returns the message id that an earlier attempt stored.
         try:
             response = self._call(
-                "update_item",
+                "put_item",
                 TableName=self.table_name,
-                Key=self._key(domain, request_id, number_sort_key(digits)),
-                UpdateExpression=(
-                    "SET #state = :sending, claim_token = :token, claimed_at = :now,"
-                    " submitted = :submitted, #position = :position,"
-                    " expires_at = :expires_at"
+                Item=self._number_item(
+                    domain, request_id, digits, claim, NumberState.SENDING
                 ),
                 ConditionExpression="attribute_not_exists(pk) OR #state = :retry",
-                ExpressionAttributeNames={"#state": "state", "#position": "position"},
-                ExpressionAttributeValues={
-                    ":sending": {"S": NumberState.SENDING},
-                    ":retry": {"S": NumberState.RETRY},
-                    ":token": {"S": token},
-                    ":now": {"S": now.isoformat()},
-                    ":submitted": {"S": submitted},
-                    ":position": {"N": str(position)},
-                    ":expires_at": {"N": str(self._expires_at(now))},
-                },
-                ReturnValues="ALL_NEW",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":retry": {"S": NumberState.RETRY}},
+                ReturnValues="ALL_OLD",
             )
         except ClientError:
             self._settle_if_stale(domain, request_id, digits, now)
             return None
-        first_id = _value(response["Attributes"], "first_message_id")
-        return Claim(token, first_id)
+        first_id = _value(response.get("Attributes", {}), "first_message_id")
+        if first_id is None:
+            return claim
+        return Claim(claim.token, submitted, position, now, first_id)
 
     def _settle_if_stale(
         self, domain: str, request_id: str, digits: str, now: datetime
@@ -292,12 +289,20 @@ class DeliveryLedger:
             "A number's claim outlived its invocation; it is failed, not sent again",
             extra={"request_id": request_id, "claimed_at": claimed_at.isoformat()},
         )
+        stale = Claim(
+            _value(item, "claim_token"),
+            _value(item, "submitted"),
+            int(_value(item, "position")),
+            claimed_at,
+        )
         self.settle(
             domain,
             request_id,
             digits,
-            Claim(_value(item, "claim_token")),
+            stale,
             NumberState.FAILED,
+            first_message_id=_value(item, "first_message_id"),
+            second_message_id=_value(item, "second_message_id"),
             error_code=DELIVERY_INTERRUPTED,
         )
 
@@ -315,39 +320,25 @@ class DeliveryLedger:
     ) -> bool:
         """Record the outcome of ``claim``; return False if the claim was lost.
 
-        Message ids already stored are kept when None is given.
+        The entry is replaced whole, so it keeps only the message ids given
+        here and ``claim.first_message_id``.
         """
-        assignments = ["#state = :state", "updated_at = :now"]
-        values: dict[str, Any] = {
-            ":state": {"S": state},
-            ":now": {"S": self.clock().isoformat()},
-            ":token": {"S": claim.token},
-        }
-        removals = []
-        for name, value in (
-            ("first_message_id", first_message_id),
-            ("second_message_id", second_message_id),
-        ):
-            if value is not None:
-                assignments.append(f"{name} = :{name}")
-                values[f":{name}"] = {"S": value}
-        if error_code is None:
-            removals.append("error_code")
-        else:
-            assignments.append("error_code = :error_code")
-            values[":error_code"] = {"S": error_code}
-        expression = "SET " + ", ".join(assignments)
-        if removals:
-            expression += " REMOVE " + ", ".join(removals)
         try:
             self._call(
-                "update_item",
+                "put_item",
                 TableName=self.table_name,
-                Key=self._key(domain, request_id, number_sort_key(digits)),
-                UpdateExpression=expression,
+                Item=self._number_item(
+                    domain,
+                    request_id,
+                    digits,
+                    claim,
+                    state,
+                    first_message_id=first_message_id or claim.first_message_id,
+                    second_message_id=second_message_id,
+                    error_code=error_code,
+                ),
                 ConditionExpression="claim_token = :token",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={":token": {"S": claim.token}},
             )
         except ClientError:
             logger.error(
@@ -356,6 +347,40 @@ class DeliveryLedger:
             )
             return False
         return True
+
+    def _number_item(
+        self,
+        domain: str,
+        request_id: str,
+        digits: str,
+        claim: Claim,
+        state: NumberState,
+        *,
+        first_message_id: str | None = None,
+        second_message_id: str | None = None,
+        error_code: str | None = None,
+    ) -> dict[str, Any]:
+        now = self.clock()
+        item = {
+            "pk": partition_key(domain, request_id),
+            "sk": number_sort_key(digits),
+            "type": "queued_number",
+            "state": str(state),
+            "submitted": claim.submitted,
+            "position": claim.position,
+            "claim_token": claim.token,
+            "claimed_at": claim.claimed_at.isoformat(),
+            "updated_at": now.isoformat(),
+            "first_message_id": first_message_id,
+            "second_message_id": second_message_id,
+            "error_code": error_code,
+            "expires_at": self._expires_at(now),
+        }
+        return {
+            name: _serializer.serialize(value)
+            for name, value in item.items()
+            if value is not None
+        }
 
     # Reading
 

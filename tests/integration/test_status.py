@@ -5,7 +5,6 @@ from typing import Any
 
 import boto3
 import pytest
-
 from conftest import (
     REGION,
     TABLE_NAME,
@@ -14,6 +13,7 @@ from conftest import (
     response_header,
     response_json,
 )
+
 from core.ledger import Claim, DeliveryLedger, NumberState, QueuedRequest
 from core.repository import Repository
 
