@@ -52,11 +52,11 @@ def align_buckets(chunk: list[str], buckets: Buckets) -> tuple[Buckets, list[str
         for number in buckets[bucket]:
             bucket_of.setdefault(number, bucket)
     aligned: Buckets = {bucket: [] for bucket in BUCKETS}
-    missing = []
+    missing: list[str] = []
     for number in chunk:
-        bucket = bucket_of.get(number)
-        if bucket is None:
+        found = bucket_of.get(number)
+        if found is None:
             missing.append(number)
-            bucket = "error_numbers"
-        aligned[bucket].append(number)
+            found = "error_numbers"
+        aligned[found].append(number)
     return aligned, missing
