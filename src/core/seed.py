@@ -14,6 +14,7 @@ from typing import Any
 
 from core import auth
 from core.models import ApiKey, App, Domain, PhoneRegistration, WebUser
+from core.phone import to_e164_digits
 from core.repository import Repository
 
 # The id of the key a seed file gives a user; keys made by operators get random ids.
@@ -82,8 +83,28 @@ def _user(record: dict[str, Any], existing: WebUser | None) -> WebUser:
     )
 
 
+def _registry_digits(position: int, value: Any) -> str:
+    """Return the E.164 digits that requests look up for a seeded phone number.
+
+    Raises ValueError when the value is not a valid number, because a record
+    stored under any other key would never match a request.
+    """
+    digits = to_e164_digits(str(value))
+    if digits is None:
+        raise ValueError(
+            f"phone_numbers[{position}]: {value!r} is not a valid phone number; "
+            "write it with its country code, such as 16175550100"
+        )
+    return digits
+
+
 def load_seed(seed: dict[str, Any], repository: Repository) -> dict[str, int]:
-    """Store every record of ``seed``; return how many of each kind were loaded."""
+    """Store every record of ``seed``; return how many of each kind were loaded.
+
+    Phone numbers are stored as E.164 digits, so ``+1 (617) 555-0100`` and
+    ``16175550100`` are the same record. Raises ValueError for an invalid phone
+    number, after the records before it were stored.
+    """
     for record in seed.get("domains", []):
         repository.put_domain(_domain(record))
     for record in seed.get("apps", []):
@@ -98,10 +119,10 @@ def load_seed(seed: dict[str, Any], repository: Repository) -> dict[str, int]:
     for record in seed.get("users", []):
         existing = repository.get_user(record["username"])
         repository.put_user(_user(record, existing))
-    for record in seed.get("phone_numbers", []):
+    for position, record in enumerate(seed.get("phone_numbers", [])):
         repository.put_phone(
             PhoneRegistration(
-                phone_number=str(record["phone_number"]).lstrip("+"),
+                phone_number=_registry_digits(position, record["phone_number"]),
                 domain=record["domain"],
                 language=record.get("language"),
                 verified=bool(record.get("verified", True)),

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import CASES_SEED, TABLE_NAME
+from conftest import CASES_SEED, TABLE_NAME, response_json
 from reinstall_api import APP_ID, body_for, post
 
 from core import seed
@@ -143,3 +143,35 @@ def test_seed_main_fills_existing_table(repository: Repository) -> None:
     assert phone is not None
     assert phone.verified is False
     assert phone.language == "fr"
+
+
+def test_seed_phone_stored_as_e164(cases_seeded: Repository) -> None:
+    load_seed(
+        {
+            "phone_numbers": [
+                {"phone_number": "+1 (617) 555-0144", "domain": "other-proj"}
+            ]
+        },
+        cases_seeded,
+    )
+
+    response = post(body_for("16175550144"))
+
+    assert cases_seeded.get_phone("16175550144") is not None
+    assert response_json(response) == {
+        "success_numbers": [],
+        "invalid_format_numbers": [],
+        "error_numbers": ["16175550144"],
+    }
+
+
+def test_seed_invalid_phone_rejected(repository: Repository) -> None:
+    seed_file = {"phone_numbers": [{"phone_number": "617-JKL", "domain": "demo"}]}
+
+    with pytest.raises(ValueError) as raised:
+        load_seed(seed_file, repository)
+
+    assert str(raised.value) == (
+        "phone_numbers[0]: '617-JKL' is not a valid phone number; write it with its "
+        "country code, such as 16175550100"
+    )
