@@ -92,8 +92,8 @@ def _registry_digits(position: int, value: Any) -> str:
     digits = to_e164_digits(str(value))
     if digits is None:
         raise ValueError(
-            f"phone_numbers[{position}]: {value!r} is not a valid phone number; "
-            "write it with its country code, such as 16175550100"
+            f"phone_numbers[{position}]: {value!r} is not a valid phone number. "
+            "Write it with its country code, such as 16175550100."
         )
     return digits
 

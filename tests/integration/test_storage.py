@@ -172,6 +172,6 @@ def test_seed_invalid_phone_rejected(repository: Repository) -> None:
         load_seed(seed_file, repository)
 
     assert str(raised.value) == (
-        "phone_numbers[0]: '617-JKL' is not a valid phone number; write it with its "
-        "country code, such as 16175550100"
+        "phone_numbers[0]: '617-JKL' is not a valid phone number. Write it with its "
+        "country code, such as 16175550100."
     )
