@@ -41,6 +41,11 @@ class Dispatcher:
         A number is not started once ``remaining_time_ms()`` drops below
         ``deadline_margin_ms``; its result has error code DEADLINE_NOT_STARTED. A
         number whose first message was published always gets its second attempted.
+
+        NOTE: the margin bounds when a number starts, not how long its two
+        publishes take. Under sustained throttling botocore's backoff alone can
+        exceed it (up to 15 s per publish with 5 attempts), so the Lambda
+        timeout could still end a started pair after its first message.
         """
         limiter = RateLimiter(self.max_rate)
 
