@@ -28,6 +28,11 @@ BATCH_GET_MAX_KEYS = 100
 UNPROCESSED_MAX_ATTEMPTS = 6
 UNPROCESSED_BASE_DELAY_SECONDS = 0.05
 REGISTRY_FETCH_CONCURRENCY = 8
+# DynamoDB's maximum sizes of a partition key and a sort key value, in UTF-8
+# bytes. No stored item has a longer key, and a read with one fails with
+# ValidationException, so such keys are left out of reads.
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -86,6 +91,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, set, tuple)):
         return [_plain(inner) for inner in value]
     return value
+
+
+def _fits_dynamodb(key: Key) -> bool:
+    return (
+        len(key["pk"].encode("utf-8")) <= MAX_PARTITION_KEY_BYTES
+        and len(key["sk"].encode("utf-8")) <= MAX_SORT_KEY_BYTES
+    )
 
 
 def _chunks(keys: Sequence[Key], size: int) -> Iterator[list[Key]]:
@@ -261,12 +273,15 @@ class Repository:
     ) -> RequestContext:
         """Read the web user, the domain and the app in one BatchGetItem.
 
-        Raises StorageUnavailableError when DynamoDB fails.
+        A name too long for a DynamoDB key reads as a missing record, because
+        the request comes from a client and must not look like a storage
+        failure. Raises StorageUnavailableError when DynamoDB fails.
         """
         keys = [user_key(username), domain_key(domain)]
         if app_id:
             keys.append(app_key(domain, app_id))
-        items = {(item["pk"], item["sk"]): item for item in self._batch_get(keys)}
+        readable = [key for key in keys if _fits_dynamodb(key)]
+        items = {(item["pk"], item["sk"]): item for item in self._batch_get(readable)}
 
         user_item = items.get((keys[0]["pk"], keys[0]["sk"]))
         domain_item = items.get((keys[1]["pk"], keys[1]["sk"]))
@@ -302,6 +317,8 @@ class Repository:
 
     def _batch_get(self, keys: list[Key]) -> list[Item]:
         """Return the items of up to 100 ``keys``, retrying unprocessed keys."""
+        if not keys:
+            return []
         request = {self.table_name: {"Keys": [_serialize(key) for key in keys]}}
         found: list[Item] = []
         for attempt in range(UNPROCESSED_MAX_ATTEMPTS):

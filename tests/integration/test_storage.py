@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import CASES_SEED, TABLE_NAME, response_json
 from reinstall_api import APP_ID, body_for, post
 
@@ -175,3 +176,51 @@ def test_seed_invalid_phone_rejected(repository: Repository) -> None:
         "phone_numbers[0]: '617-JKL' is not a valid phone number. Write it with its "
         "country code, such as 16175550100."
     )
+
+
+def reject_oversized_keys(params: dict[str, Any], **kwargs: Any) -> None:
+    """Raise DynamoDB's ValidationException for a key over its size limits.
+
+    DynamoDB rejects a GetItem or BatchGetItem whose partition key is over 2048
+    bytes or whose sort key is over 1024 bytes; moto checks this only on writes.
+    """
+    for table in params["RequestItems"].values():
+        for key in table["Keys"]:
+            if (
+                len(key["pk"]["S"].encode()) > 2048
+                or len(key["sk"]["S"].encode()) > 1024
+            ):
+                raise ClientError(
+                    {
+                        "Error": {
+                            "Code": "ValidationException",
+                            "Message": "One or more parameter values were invalid: "
+                            "Size of hashkey has exceeded the maximum size limit",
+                        }
+                    },
+                    "BatchGetItem",
+                )
+
+
+@pytest.mark.parametrize(
+    ("api_key", "domain", "app_id", "status"),
+    [
+        ("x" * 3000 + ":key", "demo", APP_ID, 401),
+        ("admin@demo.example:demo-admin-key", "d" * 3000, APP_ID, 403),
+        ("admin@demo.example:demo-admin-key", "demo", "a" * 1100, 400),
+    ],
+    ids=["username", "domain", "app_id"],
+)
+def test_oversized_key_not_storage_error(
+    cases_seeded: Repository, api_key: str, domain: str, app_id: str, status: int
+) -> None:
+    from core.aws import dynamodb_client
+
+    dynamodb_client().meta.events.register(
+        "provide-client-params.dynamodb.BatchGetItem", reject_oversized_keys
+    )
+    path = f"/a/{domain}/api/v0_5/sms_user_registration_reinstall/"
+
+    response = post(body_for("16175551234", app_id=app_id), path=path, api_key=api_key)
+
+    assert response["statusCode"] == status
