@@ -109,13 +109,14 @@ def request_id() -> str:
     return str(app.current_event.request_context.request_id or "")
 
 
-def request_body() -> bytes:
+def request_body() -> bytes | None:
     """Return the request body as bytes, decoding base64 when API Gateway used it.
 
-    Raises PayloadTooLargeError (413) for a body over MAX_BODY_BYTES. The size
-    is checked before the body is decoded or parsed and before any DynamoDB
-    call, so a huge body costs neither. Raises RequestValidationError (400)
-    when the base64 is invalid.
+    Returns None for invalid base64; send_reinstall reports it after the
+    credential and entitlement checks, where body errors belong. Raises
+    PayloadTooLargeError (413) for a body over MAX_BODY_BYTES. The size is
+    checked before the body is decoded or parsed and before any DynamoDB call,
+    so a huge body costs neither.
     """
     event = app.current_event
     body = event.body or ""
@@ -133,13 +134,8 @@ def request_body() -> bytes:
             )
         try:
             data = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise RequestValidationError(
-                {
-                    "__all__": f"{NOT_A_JSON_OBJECT}; the base64 body could not "
-                    "be decoded"
-                }
-            ) from error
+        except (binascii.Error, ValueError):
+            return None
     if len(data) > limit:
         raise PayloadTooLargeError(
             f"Request body is {len(data)} bytes; the maximum is {limit} bytes."
@@ -197,21 +193,34 @@ def reinstall(domain: DomainParameter, version: VersionParameter) -> Response[An
 
 
 def send_reinstall(
-    domain: str, authorization: str | None, body: bytes
+    domain: str, authorization: str | None, body: bytes | None
 ) -> ReinstallResult:
-    result = get_service().reinstall(
-        domain,
-        authorization,
-        body,
-        remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
-        request_id=request_id(),
-    )
+    """Run the request through the service; ``body`` None means invalid base64.
+
+    An undecodable body goes to the service empty, which is never a valid
+    request, so the service runs every check before the body's and then
+    rejects it. The rejection is replaced by one that names the base64.
+    """
+    try:
+        result = get_service().reinstall(
+            domain,
+            authorization,
+            body if body is not None else b"",
+            remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
+            request_id=request_id(),
+        )
+    except RequestValidationError as error:
+        if body is not None:
+            raise
+        raise RequestValidationError(
+            {"__all__": f"{NOT_A_JSON_OBJECT}; the base64 body could not be decoded"}
+        ) from error
     record_metrics(result)
     return result
 
 
 def idempotent_reinstall(
-    domain: str, authorization: str | None, body: bytes, key_values: list[str]
+    domain: str, authorization: str | None, body: bytes | None, key_values: list[str]
 ) -> Response[Any]:
     """Run the request once per Idempotency-Key, or replay its stored response.
 
@@ -224,7 +233,7 @@ def idempotent_reinstall(
 
     response = get_idempotency_store().run(
         IdempotencyScope(domain=domain, username=username, key=key),
-        body,
+        body if body is not None else b"",
         lambda: send_reinstall(domain, authorization, body).to_body(),
         app.lambda_context,
     )

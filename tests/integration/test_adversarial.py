@@ -370,3 +370,42 @@ def test_same_key_of_other_member_runs_fresh(
     assert response["statusCode"] == 200
     assert response_header(response, "Idempotent-Replayed") is None
     assert len(sent_sms()) == 4
+
+
+@pytest.mark.parametrize(
+    ("credential", "status"),
+    [
+        (None, 401),
+        ("viewer@demo.example:demo-viewer-key", 403),
+        ("admin@demo.example:demo-admin-key", 400),
+    ],
+)
+@pytest.mark.parametrize("key", [None, "base64-0001"])
+def test_invalid_base64_checked_after_credentials(
+    idempotency_table: None,
+    lambda_context: FakeLambdaContext,
+    credential: str | None,
+    status: int,
+    key: str | None,
+) -> None:
+    headers = {"Idempotency-Key": key} if key else {}
+    event = api_event(
+        path_for("demo"),
+        raw_body="%%% not base64 %%%",
+        base64_encoded=True,
+        api_key=credential,
+        headers=headers,
+    )
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == status
+    if status == 400:
+        assert response_json(response) == {
+            "sms_user_registration_reinstall": {
+                "__all__": "Request body must be a JSON object; the base64 body "
+                "could not be decoded"
+            }
+        }
+    assert response_header(response, "Idempotent-Replayed") is None
+    assert sent_sms() == []
