@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import os
+import re
 from functools import cache, lru_cache
 from typing import Annotated, Any
 
@@ -52,6 +53,15 @@ OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 STATUS_ROUTE = ROUTE + "/<request_id>"
 STATUS_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 JSON = "application/json"
+# The allowed method of each endpoint path, for methods the resolver has no
+# route for (TRACE, QUERY, ...): the contract answers 405 on a known path.
+ALLOWED_METHOD_BY_PATH = (
+    (re.compile(r"^/a/[^/]+/api/([^/]+)/sms_user_registration_reinstall/*$"), "POST"),
+    (
+        re.compile(r"^/a/[^/]+/api/([^/]+)/sms_user_registration_reinstall/[^/]+/*$"),
+        "GET",
+    ),
+)
 SECURITY: list[dict[str, list[str]]] = [{schemas.SECURITY_SCHEME: []}]
 
 # Path parameters, annotated only to describe them in the OpenAPI document.
@@ -263,11 +273,7 @@ def method_not_allowed(
     domain: DomainParameter, version: VersionParameter
 ) -> Response[Any]:
     ensure_supported_version(version)
-    return json_response(
-        405,
-        {"error": f"Method {app.current_event.http_method} is not allowed; use POST."},
-        {"Allow": "POST"},
-    )
+    return method_not_allowed_response("POST")
 
 
 @app.get(
@@ -299,10 +305,17 @@ def status_method_not_allowed(
     domain: DomainParameter, version: VersionParameter, request_id: str
 ) -> Response[Any]:
     ensure_supported_version(version)
+    return method_not_allowed_response("GET")
+
+
+def method_not_allowed_response(allowed: str) -> Response[Any]:
     return json_response(
         405,
-        {"error": f"Method {app.current_event.http_method} is not allowed; use GET."},
-        {"Allow": "GET"},
+        {
+            "error": f"Method {app.current_event.http_method} is not allowed; "
+            f"use {allowed}."
+        },
+        {"Allow": allowed},
     )
 
 
@@ -318,6 +331,11 @@ def record_metrics(result: ReinstallResult) -> None:
 
 @app.not_found
 def not_found(error: NotFoundError) -> Response[Any]:
+    path = app.current_event.path
+    for pattern, allowed in ALLOWED_METHOD_BY_PATH:
+        match = pattern.match(path)
+        if match and match.group(1) in SUPPORTED_VERSIONS:
+            return method_not_allowed_response(allowed)
     return json_response(404, {"error": f"Not found: {app.current_event.path}"})
 
 

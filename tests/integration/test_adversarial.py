@@ -409,3 +409,45 @@ def test_invalid_base64_checked_after_credentials(
         }
     assert response_header(response, "Idempotent-Replayed") is None
     assert sent_sms() == []
+
+
+# Methods the resolver has no route for
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "CONNECT"])
+def test_unrouted_method_on_endpoint_405(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext, method: str
+) -> None:
+    event = api_event(path_for("demo"), method=method, body={})
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 405
+    assert response_header(response, "Allow") == "POST"
+    assert response_json(response) == {
+        "error": f"Method {method} is not allowed; use POST."
+    }
+    assert sent_sms() == []
+
+
+def test_unrouted_method_on_status_405(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext
+) -> None:
+    event = api_event(path_for("demo") + "some-request-id/", method="TRACE")
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 405
+    assert response_header(response, "Allow") == "GET"
+
+
+def test_unrouted_method_old_version_404(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext
+) -> None:
+    event = api_event(
+        "/a/demo/api/v0_4/sms_user_registration_reinstall/", method="TRACE"
+    )
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 404
