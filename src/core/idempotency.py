@@ -35,9 +35,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core import auth
 from core.errors import RequestValidationError, ServiceError, StorageUnavailableError
-from core.service import ReinstallService
 
 logger = Logger(child=True)
 
@@ -144,29 +142,6 @@ def body_digest(body: bytes) -> str:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return "bytes:" + hashlib.sha256(body).hexdigest()
     return "json:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def authenticated_username(
-    service: ReinstallService, domain_name: str, authorization: str | None
-) -> str:
-    """Authenticate and authorize the caller for ``domain_name``; return the username.
-
-    Raises AuthenticationError (401), PermissionDeniedError (403) or
-    StorageUnavailableError (503), exactly as ReinstallService.reinstall does.
-    Plan and feature switch are not checked here: they stay in the part that
-    runs once per key, so that a retry sees a changed plan.
-    """
-    # NOTE: these are the first steps of ReinstallService.reinstall, repeated
-    # because the service offers no separate entry point for them. A request
-    # with an Idempotency-Key therefore reads the web user and domain twice.
-    credentials = auth.parse_authorization(authorization)
-    context = service.repository.load_request_context(
-        credentials.username, domain_name, None
-    )
-    auth.authenticate(context.user, credentials, domain_name, service.clock())
-    assert context.user is not None
-    auth.authorize(context.user, domain_name, context.domain)
-    return credentials.username
 
 
 def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:

@@ -17,7 +17,7 @@ from core.errors import PayloadTooLargeError, PermissionDeniedError
 from core.models import Domain
 from core.optout import OptOutChecker
 from core.phone import region_of, to_e164_digits
-from core.repository import Repository
+from core.repository import Repository, RequestContext
 from core.sender import (
     DEADLINE_NOT_STARTED,
     DeliveryResult,
@@ -118,6 +118,7 @@ class ReinstallService:
         body: bytes,
         remaining_time_ms: Callable[[], int] | None = None,
         request_id: str | None = None,
+        context: RequestContext | None = None,
     ) -> ReinstallResult:
         """Authenticate, authorize, check entitlements and the body, then send.
 
@@ -125,7 +126,9 @@ class ReinstallService:
         nothing is sent in that case. ``remaining_time_ms`` reports the time left
         before the Lambda deadline; numbers are not started once it drops below
         DEADLINE_MARGIN_MS. ``request_id`` (API Gateway's) keys the SMS log; a
-        random UUID is used when it is None or empty.
+        random UUID is used when it is None or empty. ``context``, when given,
+        is what ``authenticate`` returned for this domain, credentials and the
+        body's app_id, and saves reading it again.
         """
         request_id = request_id or str(uuid.uuid4())
         if len(body) > self.settings.max_body_bytes:
@@ -134,15 +137,9 @@ class ReinstallService:
                 f"{self.settings.max_body_bytes} bytes."
             )
         parsed = parse_body(body)
-        credentials = auth.parse_authorization(authorization)
-
-        context = self.repository.load_request_context(
-            credentials.username, domain_name, parsed.app_id
-        )
-        auth.authenticate(context.user, credentials, domain_name, self.clock())
-        assert context.user is not None
-        auth.authorize(context.user, domain_name, context.domain)
-        if context.domain is None:  # authorize() has already raised; for type checkers
+        if context is None:
+            context = self.authenticate(domain_name, authorization, parsed.app_id)
+        if context.domain is None:  # authenticate() has already raised
             raise PermissionDeniedError(domain_name)
         check_entitlements(context.domain)
 
@@ -150,6 +147,25 @@ class ReinstallService:
             parsed, context.app, self.settings.max_users_per_request
         )
         return self._process(context.domain, request, request_id, remaining_time_ms)
+
+    def authenticate(
+        self, domain_name: str, authorization: str | None, app_id: str | None = None
+    ) -> RequestContext:
+        """Authenticate and authorize the caller; return the records read for it.
+
+        One BatchGetItem reads the web user, the domain and (when ``app_id`` is
+        given) the app. Raises AuthenticationError (401), PermissionDeniedError
+        (403) or StorageUnavailableError (503). The plan and the feature switch
+        are not checked here.
+        """
+        credentials = auth.parse_authorization(authorization)
+        context = self.repository.load_request_context(
+            credentials.username, domain_name, app_id
+        )
+        auth.authenticate(context.user, credentials, domain_name, self.clock())
+        assert context.user is not None
+        auth.authorize(context.user, domain_name, context.domain)
+        return context
 
     def _process(
         self,

@@ -23,14 +23,14 @@ from core.idempotency import (
     REPLAYED_HEADER,
     IdempotencyScope,
     IdempotencyStore,
-    authenticated_username,
     build_idempotency_store,
     validate_idempotency_key,
 )
+from core.repository import RequestContext
 from core.service import ReinstallResult, ReinstallService, build_service
 from core.settings import get_settings
 from core.status import build_status_service
-from core.validation import NOT_A_JSON_OBJECT
+from core.validation import NOT_A_JSON_OBJECT, parse_body
 from handler import schemas
 from handler.tracing import LazyTracer
 
@@ -203,9 +203,14 @@ def reinstall(domain: DomainParameter, version: VersionParameter) -> Response[An
 
 
 def send_reinstall(
-    domain: str, authorization: str | None, body: bytes | None
+    domain: str,
+    authorization: str | None,
+    body: bytes | None,
+    context: RequestContext | None = None,
 ) -> ReinstallResult:
     """Run the request through the service; ``body`` None means invalid base64.
+
+    ``context`` is the caller's records when they were already authenticated.
 
     An undecodable body goes to the service empty, which is never a valid
     request, so the service runs every check before the body's and then
@@ -218,6 +223,7 @@ def send_reinstall(
             body if body is not None else b"",
             remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
             request_id=request_id(),
+            context=context,
         )
     except RequestValidationError as error:
         if body is not None:
@@ -238,13 +244,15 @@ def idempotent_reinstall(
     validated, so the record's scope contains the username and a stranger
     can neither read a stored response nor learn whether a key was used.
     """
-    username = authenticated_username(get_service(), domain, authorization)
+    app_id = parse_body(body).app_id if body is not None else None
+    context = get_service().authenticate(domain, authorization, app_id)
+    assert context.user is not None
     key = validate_idempotency_key(key_values)
 
     response = get_idempotency_store().run(
-        IdempotencyScope(domain=domain, username=username, key=key),
+        IdempotencyScope(domain=domain, username=context.user.username, key=key),
         body if body is not None else b"",
-        lambda: send_reinstall(domain, authorization, body).to_body(),
+        lambda: send_reinstall(domain, authorization, body, context).to_body(),
         app.lambda_context,
     )
     if not response.replayed:
