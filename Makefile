@@ -29,5 +29,9 @@ lint: install
 openapi: install
 	$(PYTHON) -m handler.openapi docs/openapi.json
 
+# Throughput, rate limit, CPU time and cold start; writes docs/benchmarks.md.
+bench: install
+	$(PYTHON) bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .aws-sam
