@@ -2,11 +2,11 @@
 
 Creating ``aws_lambda_powertools.Tracer`` imports the X-Ray SDK and builds its
 recorder. Outside Lambda (tests, the devserver, benchmarks) the recorder's
-default sampler creates two botocore X-Ray clients, which took 120 to 190 ms
-with aws-xray-sdk 2.15 (see docs/benchmarks.md). In Lambda with tracing active,
-the Tracer also patches botocore and http.client, which took about 50 ms. Both
-costs move from the import to the first invocation, and the devserver and tests
-pay the X-Ray part once per process instead of once per import.
+default sampler creates two botocore X-Ray clients, which took well over
+100 ms with aws-xray-sdk 2.15. In Lambda with tracing active, the Tracer also
+patches botocore and http.client. docs/benchmarks.md has both figures. Both
+costs move from the import to the first invocation, and the devserver and
+tests pay the X-Ray part once per process instead of once per import.
 """
 
 import functools
