@@ -14,9 +14,17 @@ from core.dailylimit import DailySmsLimit, Reservation
 from core.dispatch import Dispatcher, PairJob
 from core.entitlements import check_entitlements
 from core.errors import PayloadTooLargeError, PermissionDeniedError
+from core.ledger import DeliveryLedger
 from core.models import Domain
 from core.optout import OptOutChecker
 from core.phone import region_of, to_e164_digits
+from core.queueing import (
+    MESSAGES_PER_NUMBER,
+    DeliveryQueue,
+    QueuedDelivery,
+    QueuedNumber,
+    QueueReason,
+)
 from core.repository import Repository, RequestContext
 from core.sender import (
     DEADLINE_NOT_STARTED,
@@ -40,6 +48,7 @@ COUNTRY_NOT_ALLOWED = "country_not_allowed"
 OPTED_OUT = "opted_out"
 OPT_OUT_CHECK_FAILED = "opt_out_check_failed"
 DAILY_LIMIT_REACHED = "daily_sms_limit_reached"
+QUEUE_UNAVAILABLE = "queue_unavailable"
 
 
 @dataclass(slots=True)
@@ -53,6 +62,8 @@ class ReinstallResult:
     request_id: str = ""
     # SMS log records that could not be stored. The buckets do not depend on it.
     sms_log_failures: int = 0
+    # Reason the numbers went to the queue (a QueueReason); None if sent directly.
+    queue_reason: str | None = None
 
     def to_body(self) -> dict[str, list[str]]:
         return {
@@ -93,6 +104,7 @@ class ReinstallService:
         sms_log: SmsLog | None = None,
         opt_outs: OptOutChecker | None = None,
         daily_limit: DailySmsLimit | None = None,
+        queue: QueuedDelivery | None = None,
     ) -> None:
         self.repository = repository
         self.sender = sender
@@ -110,6 +122,7 @@ class ReinstallService:
         self.dispatcher = Dispatcher(
             sender, settings.sms_send_concurrency, settings.sms_max_send_rate
         )
+        self.queue = queue
 
     def reinstall(
         self,
@@ -119,6 +132,7 @@ class ReinstallService:
         remaining_time_ms: Callable[[], int] | None = None,
         request_id: str | None = None,
         context: RequestContext | None = None,
+        prefer_async: bool = False,
     ) -> ReinstallResult:
         """Authenticate, authorize, check entitlements and the body, then send.
 
@@ -128,7 +142,10 @@ class ReinstallService:
         DEADLINE_MARGIN_MS. ``request_id`` (API Gateway's) keys the SMS log; a
         random UUID is used when it is None or empty. ``context``, when given,
         is what ``authenticate`` returned for this domain, credentials and the
-        body's app_id, and saves reading it again.
+        body's app_id, and saves reading it again. ``prefer_async`` (the
+        client sent ``Prefer: respond-async``) queues the sendable numbers
+        instead of sending them, as do the domain's ``delivery: queued`` and
+        numbers too many to send before the deadline.
         """
         request_id = request_id or str(uuid.uuid4())
         if len(body) > self.settings.max_body_bytes:
@@ -146,7 +163,45 @@ class ReinstallService:
         request = validate_request(
             parsed, context.app, self.settings.max_users_per_request
         )
-        return self._process(context.domain, request, request_id, remaining_time_ms)
+        return self._process(
+            context.domain,
+            request,
+            request_id,
+            remaining_time_ms,
+            prefer_async=prefer_async,
+        )
+
+    def reinstall_from_event(
+        self, domain_name: str, body: bytes, request_id: str
+    ) -> ReinstallResult:
+        """Check a request that IAM already authenticated, then queue its numbers.
+
+        Every check from the plan on applies, as for ``reinstall``, and the
+        sendable numbers are always queued under ``request_id``. Raises
+        PermissionDeniedError for an unknown domain and the other ServiceError
+        subclasses as ``reinstall`` does. Raises RuntimeError when no queue is
+        configured, and botocore's errors when DynamoDB fails.
+        """
+        if self.queue is None:
+            raise RuntimeError("QUEUE_URL is not set, so events cannot be queued")
+        if len(body) > self.settings.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"Request body is {len(body)} bytes; the maximum is "
+                f"{self.settings.max_body_bytes} bytes."
+            )
+        parsed = parse_body(body)
+        domain = self.repository.get_domain(domain_name)
+        if domain is None:
+            raise PermissionDeniedError(f"Domain {domain_name} does not exist.")
+        check_entitlements(domain)
+
+        app = (
+            self.repository.get_app(domain_name, parsed.app_id)
+            if parsed.app_id
+            else None
+        )
+        request = validate_request(parsed, app, self.settings.max_users_per_request)
+        return self._process(domain, request, request_id, None, force_queue=True)
 
     def authenticate(
         self, domain_name: str, authorization: str | None, app_id: str | None = None
@@ -173,6 +228,8 @@ class ReinstallService:
         request: ReinstallRequest,
         request_id: str,
         remaining_time_ms: Callable[[], int] | None,
+        prefer_async: bool = False,
+        force_queue: bool = False,
     ) -> ReinstallResult:
         recipients = [_Recipient(raw) for raw in request.phone_numbers]
         self._check_format(recipients)
@@ -182,13 +239,28 @@ class ReinstallService:
         reservation = self._reserve_daily_limit(domain, recipients)
 
         sendable = [recipient for recipient in recipients if recipient.bucket is None]
-        results = self._deliver(domain, request, sendable, remaining_time_ms)
+        reason = self._queue_reason(
+            domain, len(sendable), prefer_async, force_queue, remaining_time_ms
+        )
+        results: list[DeliveryResult] = []
+        if reason is None:
+            results = self._deliver(domain, request, sendable, remaining_time_ms)
+            used = sum(result.messages_published for result in results)
+        else:
+            queued = self._enqueue(domain, request, request_id, sendable, reason)
+            # Queued messages keep their reservation, because the consumer sends
+            # them. NOTE: a message the consumer then fails to send stays
+            # counted against the day's limit.
+            used = MESSAGES_PER_NUMBER * queued
         if reservation is not None:
-            published = sum(result.messages_published for result in results)
-            self.daily_limit.release(reservation, reservation.messages - published)
+            self.daily_limit.release(reservation, reservation.messages - used)
         log_failures = self._write_sms_log(domain, request_id, results)
 
-        outcome = ReinstallResult(request_id=request_id, sms_log_failures=log_failures)
+        outcome = ReinstallResult(
+            request_id=request_id,
+            sms_log_failures=log_failures,
+            queue_reason=str(reason) if reason else None,
+        )
         for recipient in recipients:
             getattr(outcome, recipient.bucket or ERROR).append(recipient.raw)
         outcome.messages_published = sum(r.messages_published for r in results)
@@ -216,9 +288,59 @@ class ReinstallService:
                 "error_reasons": dict(error_reasons),
                 "not_started_before_deadline": not_started,
                 "sms_log_failures": log_failures,
+                "queue_reason": outcome.queue_reason,
             },
         )
         return outcome
+
+    def _queue_reason(
+        self,
+        domain: Domain,
+        number_count: int,
+        prefer_async: bool,
+        force_queue: bool,
+        remaining_time_ms: Callable[[], int] | None,
+    ) -> QueueReason | None:
+        if self.queue is None or number_count == 0:
+            return None
+        if force_queue:
+            return QueueReason.EVENT
+        return self.queue.reason(
+            number_count,
+            domain_delivery=domain.delivery,
+            prefer_async=prefer_async,
+            remaining_time_ms=remaining_time_ms,
+        )
+
+    def _enqueue(
+        self,
+        domain: Domain,
+        request: ReinstallRequest,
+        request_id: str,
+        recipients: list[_Recipient],
+        reason: QueueReason,
+    ) -> int:
+        """Queue the recipients' numbers; return how many were queued.
+
+        Queued numbers go to success; numbers whose chunk SQS did not accept
+        go to error, with nothing sent.
+        """
+        assert self.queue is not None
+        jobs = self._jobs(domain, request, recipients)
+        not_queued = self.queue.enqueue(
+            request_id,
+            domain.name,
+            request.app_id,
+            [QueuedNumber(r.raw, job) for r, job in zip(recipients, jobs, strict=True)],
+            message_attributes(domain),
+            reason,
+        )
+        for position, recipient in enumerate(recipients):
+            if position in not_queued:
+                recipient.fail(QUEUE_UNAVAILABLE)
+            else:
+                recipient.bucket = SUCCESS
+        return len(recipients) - len(not_queued)
 
     def _write_sms_log(
         self, domain: Domain, request_id: str, results: list[DeliveryResult]
@@ -315,6 +437,24 @@ class ReinstallService:
         recipients: list[_Recipient],
         remaining_time_ms: Callable[[], int] | None,
     ) -> list[DeliveryResult]:
+        results = self.dispatcher.deliver_all(
+            self._jobs(domain, request, recipients),
+            message_attributes(domain),
+            remaining_time_ms,
+            self.settings.deadline_margin_ms,
+        )
+        for recipient, result in zip(recipients, results, strict=True):
+            recipient.bucket = SUCCESS if result.succeeded else ERROR
+            recipient.reason = result.error_code
+        return results
+
+    def _jobs(
+        self,
+        domain: Domain,
+        request: ReinstallRequest,
+        recipients: list[_Recipient],
+    ) -> list[PairJob]:
+        """Return each recipient's Play Store and install messages, in order."""
         second_text = messages.install_message(
             self.settings.hq_base_url, domain.name, request.app_id
         )
@@ -334,21 +474,26 @@ class ReinstallService:
                     second_text,
                 )
             )
+        return jobs
 
-        results = self.dispatcher.deliver_all(
-            jobs,
-            message_attributes(domain),
-            remaining_time_ms,
-            self.settings.deadline_margin_ms,
+
+def build_service(
+    settings: Settings, dynamodb: Any, sns: Any, sqs: Any = None
+) -> ReinstallService:
+    """Wire a service from settings and boto3 clients.
+
+    Queued delivery needs both QUEUE_URL and an SQS client; without either,
+    every request is sent directly.
+    """
+    queue = None
+    if settings.queue_url and sqs is not None:
+        queue = QueuedDelivery(
+            DeliveryQueue(sqs, settings.queue_url),
+            DeliveryLedger(
+                settings.table_name, dynamodb, settings.sms_log_retention_days
+            ),
+            settings,
         )
-        for recipient, result in zip(recipients, results, strict=True):
-            recipient.bucket = SUCCESS if result.succeeded else ERROR
-            recipient.reason = result.error_code
-        return results
-
-
-def build_service(settings: Settings, dynamodb: Any, sns: Any) -> ReinstallService:
-    """Wire a service from settings and boto3 clients."""
     return ReinstallService(
         Repository(settings.table_name, dynamodb),
         SmsSender(sns),
@@ -358,4 +503,5 @@ def build_service(settings: Settings, dynamodb: Any, sns: Any) -> ReinstallServi
             sns, settings.sms_send_concurrency, settings.sns_max_attempts
         ),
         daily_limit=DailySmsLimit(settings.table_name, dynamodb),
+        queue=queue,
     )

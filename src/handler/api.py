@@ -16,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.aws import dynamodb_client, sns_client
+from core.aws import dynamodb_client, sns_client, sqs_client
 from core.errors import PayloadTooLargeError, RequestValidationError, ServiceError
 from core.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
@@ -53,6 +53,8 @@ OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 STATUS_ROUTE = ROUTE + "/<request_id>"
 STATUS_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 JSON = "application/json"
+# The RFC 7240 preference that requests queued delivery.
+RESPOND_ASYNC = "respond-async"
 # The allowed method of each endpoint path, for methods the resolver has no
 # route for (TRACE, QUERY, ...): the contract answers 405 on a known path.
 ALLOWED_METHOD_BY_PATH = (
@@ -82,7 +84,7 @@ VersionParameter = Annotated[
 @cache
 def get_service() -> ReinstallService:
     """Build the service once per container, from the environment's settings."""
-    return build_service(get_settings(), dynamodb_client(), sns_client())
+    return build_service(get_settings(), dynamodb_client(), sns_client(), sqs_client())
 
 
 def get_idempotency_store() -> IdempotencyStore:
@@ -198,8 +200,9 @@ def reinstall(domain: DomainParameter, version: VersionParameter) -> Response[An
     key_values = idempotency_key_values()
     if not key_values:
         result = send_reinstall(domain, authorization, body)
-        return json_response(200, result.to_body())
-    return idempotent_reinstall(domain, authorization, body, key_values)
+        headers = queued_headers(result, domain, version)
+        return json_response(200, result.to_body(), headers)
+    return idempotent_reinstall(domain, authorization, body, key_values, version)
 
 
 def send_reinstall(
@@ -224,6 +227,7 @@ def send_reinstall(
             remaining_time_ms=app.lambda_context.get_remaining_time_in_millis,
             request_id=request_id(),
             context=context,
+            prefer_async=prefers_respond_async(),
         )
     except RequestValidationError as error:
         if body is not None:
@@ -236,7 +240,11 @@ def send_reinstall(
 
 
 def idempotent_reinstall(
-    domain: str, authorization: str | None, body: bytes | None, key_values: list[str]
+    domain: str,
+    authorization: str | None,
+    body: bytes | None,
+    key_values: list[str],
+    version: str,
 ) -> Response[Any]:
     """Run the request once per Idempotency-Key, or replay its stored response.
 
@@ -249,14 +257,26 @@ def idempotent_reinstall(
     assert context.user is not None
     key = validate_idempotency_key(key_values)
 
+    # The first run's result, for the headers of a queued request.
+    results: list[ReinstallResult] = []
+
+    def run_once() -> dict[str, Any]:
+        results.append(send_reinstall(domain, authorization, body, context))
+        return results[0].to_body()
+
     response = get_idempotency_store().run(
         IdempotencyScope(domain=domain, username=context.user.username, key=key),
         body if body is not None else b"",
-        lambda: send_reinstall(domain, authorization, body, context).to_body(),
+        run_once,
         app.lambda_context,
     )
     if not response.replayed:
-        return Response(response.status_code, content_type=JSON, body=response.body)
+        # NOTE: a replay has no X-Request-Id or Location, because the
+        # idempotency record stores only the status and the body.
+        headers = queued_headers(results[0], domain, version) if results else {}
+        return Response(
+            response.status_code, content_type=JSON, body=response.body, headers=headers
+        )
 
     logger.info(
         "Replayed the stored response",
@@ -314,6 +334,62 @@ def status_method_not_allowed(
 ) -> Response[Any]:
     ensure_supported_version(version)
     return method_not_allowed_response("GET")
+
+
+def prefers_respond_async() -> bool:
+    """Return whether a ``Prefer`` header requests ``respond-async`` (RFC 7240).
+
+    Preferences are comma-separated, may carry parameters after ``;``, and
+    their names are case-insensitive. The header may appear more than once.
+    """
+    event = app.current_event.raw_event
+    values = [
+        value
+        for name, name_values in (event.get("multiValueHeaders") or {}).items()
+        if name.lower() == "prefer"
+        for value in name_values or []
+    ]
+    if not values:
+        values = [
+            value
+            for name, value in (event.get("headers") or {}).items()
+            if name.lower() == "prefer" and value is not None
+        ]
+    preferences = (
+        preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+        for value in values
+        for preference in value.split(",")
+    )
+    return RESPOND_ASYNC in preferences
+
+
+def queued_headers(
+    result: ReinstallResult, domain: str, version: str
+) -> dict[str, str]:
+    """Return X-Request-Id and Location for a queued request, else nothing.
+
+    Location is the status URL's path. On API Gateway's own host it starts
+    with the stage, as the client's URL does.
+    NOTE: behind a custom domain with a base path mapping, the base path is
+    missing from Location.
+    """
+    if result.queue_reason is None:
+        return {}
+    event = app.current_event
+    prefix = ""
+    host = event.headers.get("host") or ""
+    if host.endswith(".amazonaws.com") and event.request_context.stage:
+        prefix = f"/{event.request_context.stage}"
+    headers = {
+        "X-Request-Id": result.request_id,
+        "Location": (
+            f"{prefix}/a/{domain}/api/{version}/sms_user_registration_reinstall/"
+            f"{result.request_id}/"
+        ),
+    }
+    if prefers_respond_async():
+        headers["Preference-Applied"] = RESPOND_ASYNC
+    return headers
 
 
 def method_not_allowed_response(allowed: str) -> Response[Any]:
