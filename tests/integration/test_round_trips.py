@@ -133,3 +133,16 @@ def test_rejected_request_reads_once(
     assert api_calls.count("dynamodb", "BatchGetItem") == 1
     assert api_calls.dynamodb_writes() == 0
     assert api_calls.count("sns", "Publish") == 0
+
+
+def test_clients_are_created_once_per_container(
+    seeded: Any, lambda_context: Any, api_calls: ApiCallCounter
+) -> None:
+    from core import aws
+
+    send_request(phone_numbers(3), lambda_context)
+    send_request(phone_numbers(5), lambda_context)
+
+    assert aws.dynamodb_client.cache_info().misses == 1
+    assert aws.sns_client.cache_info().misses == 1
+    assert api_calls.count("sns", "Publish") == 2 * (3 + 5)
