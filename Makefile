@@ -22,7 +22,12 @@ run: install
 test: install
 	$(PYTHON) -m pytest
 
+# Style and types: ruff everywhere, mypy strict on the rules in src/core.
 lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy --strict src/core
+	$(VENV)/bin/mypy src/handler src/devserver src/admin src/client
 	$(VENV)/bin/cfn-lint template.yaml
 
 # docs/openapi.json, built from the routes' metadata; a test fails when it is stale.

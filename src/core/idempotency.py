@@ -186,7 +186,8 @@ class IdempotencyStore:
         # Powertools deletes the in-progress record when this raises, so an
         # error response (4xx or 5xx) is never stored; errors must be raised,
         # not returned.
-        @idempotent_function(
+        # Powertools' decorator is untyped; run_once keeps its own signature.
+        @idempotent_function(  # type: ignore[untyped-decorator]
             data_keyword_argument="request",
             persistence_store=self.persistence,
             config=config,

@@ -149,7 +149,7 @@ def _request_from_item(item: dict[str, Any]) -> QueuedRequest:
 
 
 def _is_condition_failure(error: ClientError) -> bool:
-    code = error.response.get("Error", {}).get("Code")
+    code: str | None = error.response.get("Error", {}).get("Code")
     return code == "ConditionalCheckFailedException"
 
 

@@ -35,9 +35,8 @@ class ParsedBody:
     @property
     def app_id(self) -> str | None:
         """The ``app_id`` if the body is an object with a string there, for lookups."""
-        if isinstance(self.value, dict) and isinstance(self.value.get("app_id"), str):
-            return self.value["app_id"]
-        return None
+        app_id = self.value.get("app_id") if isinstance(self.value, dict) else None
+        return app_id if isinstance(app_id, str) else None
 
 
 @dataclass(frozen=True, slots=True)
