@@ -3,7 +3,7 @@
 The settings are a plain frozen dataclass rather than a pydantic model. Importing
 pydantic and building the model took about 70 ms of each cold start under
 ``python -X importtime`` (machine in docs/benchmarks.md). A dozen numbers and
-strings need only a type and bounds check.
+strings need only a type check, with bounds or a list of allowed values.
 """
 
 import math
@@ -22,12 +22,23 @@ def _bounded(default: float, minimum: float, maximum: float | None = None) -> An
     return field(default=default, metadata={"minimum": minimum, "maximum": maximum})
 
 
+def _one_of(default: str, choices: tuple[str, ...]) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+# Values of OPT_OUT_CHECK: how core.optout finds the numbers on the SNS opt-out
+# list (docs/reliability.md, "Opt-outs").
+OPT_OUT_CHECK_LIST = "list"
+OPT_OUT_CHECK_PER_NUMBER = "per_number"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Service settings. Each field comes from the upper-case environment variable.
 
-    Raises SettingsError naming the variable when a value has the wrong type or
-    is out of range, whether it came from the environment or from a keyword.
+    Raises SettingsError naming the variable when a value has the wrong type, is
+    out of range or is not an allowed value, whether it came from the environment
+    or from a keyword.
     """
 
     table_name: str = "reinstall-sms"
@@ -48,6 +59,14 @@ class Settings:
     # Numbers per queue message. 200 keeps a message, texts included, far below
     # SQS's 256 KiB limit.
     queue_chunk_size: int = _bounded(50, minimum=1, maximum=200)
+    # "list" reads the account's whole opt-out list into a per-container cache.
+    # "per_number" calls CheckIfPhoneNumberIsOptedOut once per number.
+    opt_out_check: str = _one_of(
+        OPT_OUT_CHECK_LIST, choices=(OPT_OUT_CHECK_LIST, OPT_OUT_CHECK_PER_NUMBER)
+    )
+    # Seconds the cached opt-out list is used before it is read again. 0 reads
+    # it for every request. Only the "list" check uses it.
+    opt_out_cache_seconds: int = _bounded(300, minimum=0)
 
     def __post_init__(self) -> None:
         errors = [
@@ -101,7 +120,12 @@ def _check(name: str, value: Any) -> str | None:
     declared = setting.type
 
     if declared is str:
-        return None if isinstance(value, str) else f"{variable} must be a string"
+        if not isinstance(value, str):
+            return f"{variable} must be a string"
+        choices = setting.metadata.get("choices")
+        if choices is not None and value not in choices:
+            return f"{variable}={value!r} is not one of {', '.join(choices)}"
+        return None
     numeric = int if declared is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, numeric):
         return f"{variable}={value!r} is not {_type_name(declared)}"

@@ -18,6 +18,8 @@ DEFAULTS = {
     "idempotency_ttl_seconds": 86400,
     "queue_url": "",
     "queue_chunk_size": 50,
+    "opt_out_check": "list",
+    "opt_out_cache_seconds": 300,
 }
 
 
@@ -40,6 +42,8 @@ def test_environment_values_are_parsed() -> None:
             "SMS_MAX_SEND_RATE": "12.5",
             "DEADLINE_MARGIN_MS": "0",
             "QUEUE_CHUNK_SIZE": "200",
+            "OPT_OUT_CHECK": "per_number",
+            "OPT_OUT_CACHE_SECONDS": "0",
             "UNRELATED": "ignored",
         }
     )
@@ -49,6 +53,8 @@ def test_environment_values_are_parsed() -> None:
     assert settings.sms_max_send_rate == 12.5
     assert settings.deadline_margin_ms == 0
     assert settings.queue_chunk_size == 200
+    assert settings.opt_out_check == "per_number"
+    assert settings.opt_out_cache_seconds == 0
 
 
 def test_rate_zero_is_accepted() -> None:
@@ -82,6 +88,22 @@ def test_empty_variable_keeps_default() -> None:
         ({"SMS_MAX_SEND_RATE": "nan"}, "SMS_MAX_SEND_RATE=nan is not a finite number"),
         ({"QUEUE_CHUNK_SIZE": "201"}, "QUEUE_CHUNK_SIZE=201 is above the maximum 200"),
         ({"DEADLINE_MARGIN_MS": "-5"}, "DEADLINE_MARGIN_MS=-5 is below the minimum 0"),
+        (
+            {"OPT_OUT_CHECK": "cached"},
+            "OPT_OUT_CHECK='cached' is not one of list, per_number",
+        ),
+        (
+            {"OPT_OUT_CHECK": "LIST"},
+            "OPT_OUT_CHECK='LIST' is not one of list, per_number",
+        ),
+        (
+            {"OPT_OUT_CACHE_SECONDS": "-1"},
+            "OPT_OUT_CACHE_SECONDS=-1 is below the minimum 0",
+        ),
+        (
+            {"OPT_OUT_CACHE_SECONDS": "5m"},
+            "OPT_OUT_CACHE_SECONDS='5m' is not an integer",
+        ),
     ],
 )
 def test_invalid_variable_is_named(environ: dict[str, str], message: str) -> None:
@@ -108,6 +130,8 @@ def test_keyword_values_are_checked() -> None:
         Settings(sms_send_concurrency=True)
     with pytest.raises(SettingsError, match="TABLE_NAME must be a string"):
         Settings(table_name=None)  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="OPT_OUT_CHECK='both' is not one of"):
+        Settings(opt_out_check="both")
 
 
 def test_settings_are_frozen() -> None:
