@@ -7,6 +7,7 @@ digits to form a number that the ``phonenumbers`` metadata calls valid.
 """
 
 import unicodedata
+from functools import lru_cache
 
 # Longer input is rejected before any parsing: no valid E.164 number comes close,
 # and phonenumbers raises on input over 250 characters.
@@ -38,11 +39,12 @@ def normalize(raw: str) -> str:
     check compares; it is not necessarily a valid number.
     """
     kept = "".join(character for character in raw if not _is_removed(character))
-    if kept.startswith("+"):
-        kept = kept[1:]
+    kept = kept.removeprefix("+")
     return "".join(_ascii_digit(character) for character in kept)
 
 
+# Validation and the per-number checks both ask for each number of a request.
+@lru_cache(maxsize=4096)
 def to_e164_digits(raw: str) -> str | None:
     """Return the E.164 digits (no ``+``) of ``raw``, or None when its format is invalid.
 

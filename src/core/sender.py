@@ -136,9 +136,13 @@ class SmsSender:
         """Send the Play Store message, then the install message if the first succeeded.
 
         ``pace`` is called before each publish (a rate limiter blocks there).
-        When ``may_start()`` is false after the first wait, nothing is sent and
-        the result carries DEADLINE_NOT_STARTED.
+        When ``may_start()`` is false before or after the first wait, nothing is
+        sent and the result carries DEADLINE_NOT_STARTED.
         """
+        # Checked before and after the rate limiter's wait: numbers past the
+        # deadline return at once instead of each waiting for a send slot.
+        if not may_start():
+            return DeliveryResult(phone_number, error_code=DEADLINE_NOT_STARTED)
         pace()
         if not may_start():
             return DeliveryResult(phone_number, error_code=DEADLINE_NOT_STARTED)

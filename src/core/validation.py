@@ -12,7 +12,7 @@ from typing import Any
 from core.errors import RequestValidationError
 from core.messages import MessageTemplateError, custom_first_message
 from core.models import App
-from core.phone import normalize
+from core.phone import normalize, to_e164_digits
 
 REQUIRED = "This field is required"
 NOT_A_JSON_OBJECT = "Request body must be a JSON object"
@@ -49,17 +49,30 @@ class ReinstallRequest:
     custom_first_message: str | None
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_body(body: bytes) -> ParsedBody:
-    """Decode ``body`` as UTF-8 JSON, ignoring a byte order mark before it."""
+    """Decode ``body`` as UTF-8 JSON, ignoring a byte order mark before it.
+
+    Besides malformed text, these count as not JSON: ``NaN`` and ``Infinity``
+    (Python's extensions), integers too long to convert, nesting too deep to
+    parse, and strings with an unpaired UTF-16 surrogate (``"\ud800"``), which
+    no UTF-8 text, SMS or DynamoDB key can carry.
+    """
     try:
-        text = body.decode("utf-8-sig")
-        return ParsedBody(json.loads(text))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        value = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
+        # A lone surrogate survives json.loads; encoding the value finds it.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError, ValueError) as error:
+        # ValueError covers json.JSONDecodeError and over-long integers.
         return ParsedBody(None, error=str(error))
     except RecursionError:
         # json.loads recurses once per nesting level, so a small body of
         # thousands of brackets exhausts the interpreter's recursion limit.
         return ParsedBody(None, error="JSON nested too deeply")
+    return ParsedBody(value)
 
 
 class _FieldErrors:
@@ -78,7 +91,9 @@ class _FieldErrors:
         rendered = {}
         for key, messages in self._errors.items():
             more = len(messages) - 1
-            suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+            suffix = (
+                f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+            )
             rendered[key] = messages[0] + suffix
         return rendered
 
@@ -103,9 +118,7 @@ def validate_request(
 
     app_id = _check_app_id(body.get("app_id", MISSING), app, errors)
     phone_numbers = _check_users(body.get("users", MISSING), max_users, errors)
-    first_message = _check_reinstall_message(
-        body.get("reinstall_message"), errors
-    )
+    first_message = _check_reinstall_message(body.get("reinstall_message"), errors)
 
     if errors.render():
         raise RequestValidationError(errors.render())
@@ -143,6 +156,10 @@ def _check_users(value: Any, max_users: int, errors: _FieldErrors) -> list[str] 
 
     phone_numbers: list[str] = []
     first_position: dict[str, int] = {}
+    # Spellings that normalize differently can still be one number once the
+    # trunk prefix is dropped ("+44 (0)20 ..." and "+44 20 ..."); they are
+    # rejected too, so that no phone gets the SMS twice.
+    first_e164_position: dict[str, int] = {}
     for position, user in enumerate(value):
         where = f"users[{position}]"
         if not isinstance(user, dict):
@@ -169,7 +186,17 @@ def _check_users(value: Any, max_users: int, errors: _FieldErrors) -> list[str] 
                 f"(users[{first_position[normalized]}] and {where})",
             )
             continue
+        e164 = to_e164_digits(raw)
+        if e164 is not None and e164 in first_e164_position:
+            errors.add(
+                "users",
+                f"phone_number cannot be reused within a request: {normalized} "
+                f"(users[{first_e164_position[e164]}] is the same number, +{e164})",
+            )
+            continue
         first_position[normalized] = position
+        if e164 is not None:
+            first_e164_position[e164] = position
         phone_numbers.append(raw)
     return phone_numbers
 

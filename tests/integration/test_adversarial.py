@@ -451,3 +451,94 @@ def test_unrouted_method_old_version_404(
     response = invoke(event, lambda_context)
 
     assert response["statusCode"] == 404
+
+
+def test_post_with_unroutable_domain_404(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext
+) -> None:
+    event = api_event(path_for("de`mo"), body=BODY)
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 404
+    assert sent_sms() == []
+
+
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        '{"app_id": "abcd1234abcd1234", "users": [], "x": NaN}',
+        '{"app_id": "abcd1234abcd1234", "users": [], "x": Infinity}',
+        '{"app_id": "abcd1234abcd1234", "users": [], "x": ' + "9" * 5000 + "}",
+        '{"app_id": "abcd1234abcd1234", "users": [], "x": "\\ud800"}',
+        '{"app_id": "\\ud800", "users": []}',
+        '{"app_id": "abcd1234abcd1234", "users": [], "reinstall_message": "\\ud800 {}"}',
+    ],
+    ids=[
+        "nan",
+        "infinity",
+        "long-integer",
+        "surrogate",
+        "surrogate-app",
+        "surrogate-msg",
+    ],
+)
+def test_non_json_values_400(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext, raw_body: str
+) -> None:
+    event = api_event(
+        path_for("demo"),
+        raw_body=raw_body,
+        api_key="admin@demo.example:demo-admin-key",
+    )
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 400
+    message = response_json(response)["sms_user_registration_reinstall"]["__all__"]
+    assert message.startswith("Request body must be a JSON object")
+    assert sent_sms() == []
+
+
+def test_surrogate_with_idempotency_key_400(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext
+) -> None:
+    create_idempotency_table(
+        boto3.client("dynamodb", region_name=REGION), Settings().idempotency_table_name
+    )
+    event = api_event(
+        path_for("demo"),
+        raw_body='{"app_id": "abcd1234abcd1234", "users": [], "x": "\\ud800"}',
+        api_key="admin@demo.example:demo-admin-key",
+        headers={"Idempotency-Key": "surrogate-1"},
+    )
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 400
+
+
+def test_same_e164_in_two_spellings_400(
+    cases_seeded: Repository, lambda_context: FakeLambdaContext
+) -> None:
+    body = {
+        "app_id": "abcd1234abcd1234",
+        "users": [
+            {"phone_number": "+44 (0)20 7946 0123"},
+            {"phone_number": "+44 20 7946 0123"},
+        ],
+    }
+    event = api_event(
+        path_for("demo"), body=body, api_key="admin@demo.example:demo-admin-key"
+    )
+
+    response = invoke(event, lambda_context)
+
+    assert response["statusCode"] == 400
+    assert response_json(response) == {
+        "sms_user_registration_reinstall": {
+            "users": "phone_number cannot be reused within a request: 442079460123 "
+            "(users[0] is the same number, +442079460123)"
+        }
+    }
+    assert sent_sms() == []
