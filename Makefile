@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The devserver's port; make run PORT=3001 when 3000 is taken.
+PORT ?= 3000
+
 run: install
-	$(PYTHON) -m devserver
+	$(PYTHON) -m devserver --port $(PORT)
 
 test: install
 	$(PYTHON) -m pytest

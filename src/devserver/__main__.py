@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devserver import aws, consumer
+from devserver.server import make_server
 
 DEMO_SEED = Path(__file__).with_name("demo_seed.json")
 DEFAULT_TABLE_NAME = "reinstall-sms-local"
@@ -70,11 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--host {args.host} is not a loopback address; use 127.0.0.1")
 
     seed = json.loads(args.seed.read_text(encoding="utf-8"))
+    # Bound first, so that a busy port fails at once, before moto starts.
+    try:
+        server = make_server(args.host, args.port)
+    except OSError as error:
+        parser.error(
+            f"cannot listen on {args.host}:{args.port} ({error.strerror}); "
+            "choose another port with --port, or PORT=... with make run"
+        )
     moto_server, moto_url = aws.start_moto()
     aws.point_environment_at(moto_url)
     os.environ.setdefault("TABLE_NAME", DEFAULT_TABLE_NAME)
     os.environ.setdefault("IDEMPOTENCY_TABLE_NAME", DEFAULT_IDEMPOTENCY_TABLE_NAME)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+    # Core's loggers take the service name when first imported; without it they
+    # log under "service_undefined" and apart from the handler's logger.
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "reinstall-sms")
     queues = consumer.prepare_local_queues()
 
     # Imported only now, so that clients are created with the endpoints above.
@@ -83,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     from core.repository import Repository
     from core.seed import load_seed
     from core.settings import get_settings
-    from devserver.server import make_server
 
     repository = Repository(get_settings().table_name, dynamodb_client())
     repository.create_table()
@@ -91,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     create_idempotency_table(dynamodb_client(), get_settings().idempotency_table_name)
 
     queue_consumer = consumer.start_local_consumer(queues)
-    server = make_server(args.host, args.port)
     base_url = f"http://{args.host}:{server.server_address[1]}"
     print(f"Reinstall API listening on {base_url} (AWS emulated by moto at {moto_url})")
     dynamodb_url = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get(

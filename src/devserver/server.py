@@ -93,7 +93,14 @@ class DevRequestHandler(BaseHTTPRequestHandler):
     handler_lock = threading.Lock()
 
     def do_request(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self.send_json(400, {"error": "Invalid Content-Length header."})
+            return
         body = self.rfile.read(length) if length else b""
         path = urlsplit(self.path).path
         if path == "/_dev/outbox" and self.command in ("GET", "DELETE"):

@@ -443,3 +443,39 @@ def test_method_not_allowed_over_http(server: Devserver) -> None:
     assert response.headers["allow"] == "POST"
     assert response.headers["content-type"] == "application/json"
     assert response.body == {"error": "Method GET is not allowed; use POST."}
+
+
+# Robustness of the devserver itself
+
+
+@pytest.mark.parametrize("length", ["abc", "-1"])
+def test_invalid_content_length_400(server: Devserver, length: str) -> None:
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", server.port, timeout=REQUEST_TIMEOUT_SECONDS
+    )
+    try:
+        connection.putrequest("POST", PATH)
+        connection.putheader("Content-Length", length)
+        connection.endheaders()
+        response = connection.getresponse()
+        payload = response.read()
+    finally:
+        connection.close()
+
+    assert response.status == 400
+    assert json.loads(payload) == {"error": "Invalid Content-Length header."}
+
+
+def test_busy_port_fails_fast(server: Devserver) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "devserver", "--port", str(server.port)],
+        cwd=ROOT,
+        env=child_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+
+    assert completed.returncode == 2
+    assert b"Address already in use" in completed.stderr
+    assert b"choose another port with --port" in completed.stderr
