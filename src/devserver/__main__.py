@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Serve the reinstall API locally with AWS emulated by moto.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    parser.add_argument("--port", type=int, default=3000, help="TCP port (default 3000)")
+    parser.add_argument(
+        "--port", type=int, default=3000, help="TCP port (default 3000)"
+    )
     parser.add_argument(
         "--seed", type=Path, default=DEMO_SEED, help="seed file to load at start"
     )

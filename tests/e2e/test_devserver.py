@@ -469,6 +469,7 @@ def test_invalid_content_length_400(server: Devserver, length: str) -> None:
 def test_busy_port_fails_fast(server: Devserver) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "devserver", "--port", str(server.port)],
+        check=False,
         cwd=ROOT,
         env=child_environment(),
         stdin=subprocess.DEVNULL,
