@@ -14,6 +14,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns import sns_backends
 
 from core.aws import reset_clients
+from core.optout import reset_list_caches
 from core.repository import Repository
 from core.seed import load_seed
 
@@ -37,10 +38,15 @@ TEST_ENVIRONMENT = {
 
 
 def reset_cached_clients() -> None:
-    """Forget clients, settings and the handler's service, so env changes apply."""
+    """Forget clients, settings, cached opt-out lists and the handler's service.
+
+    Environment changes then apply, and no test gets an opt-out list that an
+    earlier test loaded.
+    """
     from handler import api
 
     reset_clients()
+    reset_list_caches()
     api.get_service.cache_clear()
 
 

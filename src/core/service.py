@@ -16,7 +16,7 @@ from core.entitlements import check_entitlements
 from core.errors import PayloadTooLargeError, PermissionDeniedError
 from core.ledger import DeliveryLedger
 from core.models import Domain
-from core.optout import OptOutChecker
+from core.optout import OptOutChecker, build_opt_out_checker
 from core.phone import region_of, to_e164_digits
 from core.queueing import (
     MESSAGES_PER_NUMBER,
@@ -113,9 +113,7 @@ class ReinstallService:
         self.sms_log = sms_log or SmsLog(
             settings.table_name, repository.client, settings.sms_log_retention_days
         )
-        self.opt_outs = opt_outs or OptOutChecker(
-            sender.sns_client, settings.sms_send_concurrency, settings.sns_max_attempts
-        )
+        self.opt_outs = opt_outs or build_opt_out_checker(settings, sender.sns_client)
         self.daily_limit = daily_limit or DailySmsLimit(
             settings.table_name, repository.client
         )
@@ -499,9 +497,7 @@ def build_service(
         SmsSender(sns),
         settings,
         sms_log=SmsLog(settings.table_name, dynamodb, settings.sms_log_retention_days),
-        opt_outs=OptOutChecker(
-            sns, settings.sms_send_concurrency, settings.sns_max_attempts
-        ),
+        opt_outs=build_opt_out_checker(settings, sns),
         daily_limit=DailySmsLimit(settings.table_name, dynamodb),
         queue=queue,
     )

@@ -84,6 +84,9 @@ class RecordingSnsClient:
     def check_if_phone_number_is_opted_out(self, **request: Any) -> dict[str, bool]:
         return {"isOptedOut": False}
 
+    def list_phone_numbers_opted_out(self, **request: Any) -> dict[str, list[str]]:
+        return {"phoneNumbers": []}
+
     def messages_to(self, number: str) -> list[str]:
         return [message for to, message, _ in self.calls if to == number]
 

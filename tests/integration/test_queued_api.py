@@ -135,15 +135,15 @@ def test_location_has_stage_on_api_gateway_host(queues: Queues) -> None:
 
 
 def test_checks_before_queuing_fill_buckets(queues: Queues) -> None:
-    # Invalid format, and opted out (moto's SNS opts out numbers ending in 99).
-    submitted = ["16175553000", "1617JKL1234", "16175553099"]
+    # Invalid format, and opted out (on moto's fixed opt-out list).
+    submitted = ["16175553000", "1617JKL1234", "447420500600"]
 
     response = post(submitted, headers={"Prefer": "respond-async"})
 
     assert response_json(response) == {
         "success_numbers": ["16175553000"],
         "invalid_format_numbers": ["1617JKL1234"],
-        "error_numbers": ["16175553099"],
+        "error_numbers": ["447420500600"],
     }
     [chunk] = queued_chunks(queues)
     assert [n.phone_number for n in chunk.numbers] == ["+16175553000"]
