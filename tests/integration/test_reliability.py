@@ -687,21 +687,26 @@ def test_deadline_stops_new_numbers(
         "demo",
         "ApiKey admin@demo.example:demo-api-key",
         json.dumps(body).encode(),
-        remaining_time_ms=Countdown(calls_left=4),
+        # The sender reads the remaining time twice per number, before and
+        # after its rate-limiter wait: eight readings let four numbers start.
+        remaining_time_ms=Countdown(calls_left=8),
         request_id="req-deadline",
     )
 
-    # Four readings above the margin: exactly four numbers start, and each
-    # started number gets both messages.
-    assert len(result.success_numbers) == 4
-    assert len(result.error_numbers) == 6
-    assert_pairs_whole(result.to_body(), numbers, fake_sns)
-    assert len(fake_sns.messages()) == 8
+    started = len(result.success_numbers)
     if concurrency == "1":
+        assert started == 4
         assert result.success_numbers == numbers[:4]
+    else:
+        # Threads interleave their two readings, so fewer may start; never more.
+        assert started <= 4
+    assert len(result.error_numbers) == 10 - started
+    # Each started number gets both messages, and no number only its first.
+    assert_pairs_whole(result.to_body(), numbers, fake_sns)
+    assert len(fake_sns.messages()) == 2 * started
     [(_, extra)] = summaries
-    assert extra["not_started_before_deadline"] == 6
+    assert extra["not_started_before_deadline"] == 10 - started
     assert extra["first_message_only_count"] == 0
-    assert extra["error_reasons"] == {"DeadlineNotStarted": 6}
+    assert extra["error_reasons"] == {"DeadlineNotStarted": 10 - started}
     records = sms_log(seeded).read_request("demo", "req-deadline")
-    assert len(records) == 8
+    assert len(records) == 2 * started
