@@ -10,32 +10,27 @@ rejected with a 4xx sent nothing, and one that failed with a 5xx may have sent
 nothing, so both run again when retried.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency import (
-    BasePersistenceLayer,
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyInconsistentStateError,
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
-    DataRecord,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from core.errors import RequestValidationError, ServiceError, StorageUnavailableError
+
+# Powertools' idempotency utility is imported where it is used, because only
+# requests with an Idempotency-Key need it.
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
+        DataRecord,
+    )
 
 logger = Logger(child=True)
 
@@ -172,6 +167,17 @@ class IdempotencyStore:
         stored in those cases. ``lambda_context`` gives the invocation's
         deadline, after which a record left in progress by a crash is reused.
         """
+        from aws_lambda_powertools.utilities.idempotency import (
+            IdempotencyConfig,
+            idempotent_function,
+        )
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyInconsistentStateError,
+            IdempotencyPersistenceLayerError,
+            IdempotencyValidationError,
+        )
+
         config = IdempotencyConfig(
             event_key_jmespath="[domain, username, key]",
             payload_validation_jmespath="body_digest",
@@ -246,6 +252,8 @@ def build_idempotency_store(
     table_name: str, dynamodb: Any, ttl_seconds: int
 ) -> IdempotencyStore:
     """Wire an IdempotencyStore to the DynamoDB table ``table_name``."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
     persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb)
     return IdempotencyStore(persistence, ttl_seconds)
 

@@ -4,27 +4,37 @@ A queued request is checked exactly like a direct one; only the sending moves
 to the queue consumer. Each SQS message is one chunk: up to QUEUE_CHUNK_SIZE
 numbers of one request, with the texts and SNS attributes to send them with,
 so the consumer needs no other record to send.
+
+The message bodies themselves, Chunk and ChunkNumber, are pydantic models in
+core.chunks. This module imports them only to build or name chunks, because
+the API function imports it to decide whether to queue, and pydantic would add
+about 100 ms to the first request of each container.
 """
+
+from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
 from core.dispatch import PairJob
 from core.errors import StorageUnavailableError
 from core.ledger import DeliveryLedger, QueuedRequest
 from core.settings import Settings
 
+# Type checkers see the chunk models here. At run time, __getattr__ below
+# imports them on first use.
+if TYPE_CHECKING:
+    from core.chunks import CHUNK_FORMAT_VERSION, Chunk, ChunkNumber  # noqa: F401
+
 logger = Logger(child=True)
 
-CHUNK_FORMAT_VERSION = 1
 # SendMessageBatch limits: 10 entries, and 256 KiB for all bodies together.
 SEND_BATCH_MAX_ENTRIES = 10
 SEND_BATCH_MAX_BYTES = 256 * 1024
@@ -93,58 +103,6 @@ def queue_reason(
     return None
 
 
-class ChunkNumber(BaseModel):
-    """One number of a chunk: E.164 with ``+``, as submitted, and its first text."""
-
-    model_config = ConfigDict(frozen=True)
-
-    phone_number: str = Field(pattern=r"^\+[1-9][0-9]{1,14}$")
-    submitted: str
-    # Place among the request's queued numbers, from 0, for the status order.
-    position: int = Field(ge=0)
-    # Index into Chunk.first_texts; numbers of one language share a text.
-    first_text: int = Field(ge=0)
-
-
-class Chunk(BaseModel):
-    """The body of one queue message: some numbers of one request."""
-
-    model_config = ConfigDict(frozen=True)
-
-    version: int = CHUNK_FORMAT_VERSION
-    request_id: str = Field(min_length=1)
-    domain: str = Field(min_length=1)
-    app_id: str = Field(min_length=1)
-    index: int = Field(ge=0)
-    chunk_count: int = Field(ge=1)
-    attributes: dict[str, dict[str, str]]
-    first_texts: list[str] = Field(min_length=1)
-    second_text: str = Field(min_length=1)
-    numbers: list[ChunkNumber] = Field(min_length=1)
-
-    def jobs(self) -> list[PairJob]:
-        """Return the numbers as PairJobs for the dispatcher, in order.
-
-        Raises IndexError when a number refers to a first text that is missing.
-        """
-        return [
-            PairJob(
-                number.phone_number,
-                self.first_texts[number.first_text],
-                self.second_text,
-            )
-            for number in self.numbers
-        ]
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, body: str) -> "Chunk":
-        """Parse a queue message body; raises pydantic.ValidationError when invalid."""
-        return cls.model_validate_json(body)
-
-
 @dataclass(frozen=True, slots=True)
 class QueuedNumber:
     """A sendable number and the texts to send it."""
@@ -162,6 +120,8 @@ def build_chunks(
     chunk_size: int,
 ) -> list[Chunk]:
     """Split ``numbers`` into chunks of at most ``chunk_size``, keeping their order."""
+    from core.chunks import Chunk, ChunkNumber
+
     starts = range(0, len(numbers), chunk_size)
     chunks = []
     for index, start in enumerate(starts):
@@ -189,6 +149,19 @@ def build_chunks(
             )
         )
     return chunks
+
+
+# Names that moved to core.chunks and that other modules import from here.
+_CHUNK_NAMES = frozenset({"CHUNK_FORMAT_VERSION", "Chunk", "ChunkNumber"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import the chunk models from core.chunks on first use (PEP 562)."""
+    if name in _CHUNK_NAMES:
+        from core import chunks
+
+        return getattr(chunks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _batches(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:

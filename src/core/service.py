@@ -1,11 +1,13 @@
 """The reinstall request from credentials to buckets, in CommCare HQ's check order."""
 
+from __future__ import annotations
+
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -14,17 +16,9 @@ from core.dailylimit import DailySmsLimit, Reservation
 from core.dispatch import Dispatcher, PairJob
 from core.entitlements import check_entitlements
 from core.errors import PayloadTooLargeError, PermissionDeniedError
-from core.ledger import DeliveryLedger
 from core.models import Domain
 from core.optout import OptOutChecker, build_opt_out_checker
 from core.phone import region_of, to_e164_digits
-from core.queueing import (
-    MESSAGES_PER_NUMBER,
-    DeliveryQueue,
-    QueuedDelivery,
-    QueuedNumber,
-    QueueReason,
-)
 from core.repository import Repository, RequestContext
 from core.sender import (
     DEADLINE_NOT_STARTED,
@@ -35,6 +29,11 @@ from core.sender import (
 from core.settings import Settings
 from core.smslog import SmsLog, SmsLogRecord, records_for_delivery
 from core.validation import ReinstallRequest, parse_body, validate_request
+
+# core.queueing and core.ledger serve only queued delivery, so the functions
+# that build or use a queue import them, keeping them out of the cold start.
+if TYPE_CHECKING:
+    from core.queueing import QueuedDelivery, QueueReason
 
 logger = Logger(child=True)
 
@@ -245,6 +244,8 @@ class ReinstallService:
             results = self._deliver(domain, request, sendable, remaining_time_ms)
             used = sum(result.messages_published for result in results)
         else:
+            from core.queueing import MESSAGES_PER_NUMBER
+
             queued = self._enqueue(domain, request, request_id, sendable, reason)
             # Queued messages keep their reservation, because the consumer sends
             # them. NOTE: a message the consumer then fails to send stays
@@ -302,6 +303,8 @@ class ReinstallService:
         if self.queue is None or number_count == 0:
             return None
         if force_queue:
+            from core.queueing import QueueReason
+
             return QueueReason.EVENT
         return self.queue.reason(
             number_count,
@@ -323,6 +326,8 @@ class ReinstallService:
         Queued numbers go to success; numbers whose chunk SQS did not accept
         go to error, with nothing sent.
         """
+        from core.queueing import QueuedNumber
+
         assert self.queue is not None
         jobs = self._jobs(domain, request, recipients)
         not_queued = self.queue.enqueue(
@@ -485,6 +490,9 @@ def build_service(
     """
     queue = None
     if settings.queue_url and sqs is not None:
+        from core.ledger import DeliveryLedger
+        from core.queueing import DeliveryQueue, QueuedDelivery
+
         queue = QueuedDelivery(
             DeliveryQueue(sqs, settings.queue_url),
             DeliveryLedger(

@@ -1,11 +1,18 @@
 """Build the OpenAPI document of the API: ``python -m handler.openapi [FILE]``.
 
-The routes' metadata in handler.api describes almost everything. The
-Idempotency-Key header is added here, because Powertools derives header
-parameters only from handler arguments that its validation fills, and
-validation is off.
+The routes' metadata in handler.api describes almost everything. Three parts
+are added here, to keep pydantic out of the Lambda function's cold start:
+
+- the response body schemas (handler.schemas.RESPONSE_SCHEMAS), which the
+  routes' responses refer to by component name;
+- the path parameters' descriptions, examples and the version enum
+  (handler.api.PATH_PARAMETERS);
+- the Idempotency-Key header, because Powertools derives header parameters
+  only from handler arguments that its validation fills, and validation is
+  off.
 """
 
+import copy
 import json
 import sys
 from importlib.metadata import version
@@ -26,9 +33,9 @@ DESCRIPTION = (
 
 def build_document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of every route in handler.api as a dict."""
-    from handler.api import app
+    from handler import api
 
-    schema = app.get_openapi_schema(
+    schema = api.app.get_openapi_schema(
         title=TITLE,
         version=version(DISTRIBUTION),
         description=DESCRIPTION,
@@ -48,6 +55,8 @@ def build_document() -> dict[str, Any]:
     )
 
     for path_item in document["paths"].values():
+        for operation in path_item.values():
+            describe_path_parameters(operation, api.PATH_PARAMETERS)
         operation = path_item.get("post")
         if (
             operation
@@ -57,8 +66,34 @@ def build_document() -> dict[str, Any]:
                 schemas.IDEMPOTENCY_KEY_PARAMETER
             )
 
+    add_component_schemas(document, schemas.RESPONSE_SCHEMAS)
     remove_unused_schemas(document)
     return document
+
+
+def describe_path_parameters(
+    operation: dict[str, Any], descriptions: dict[str, dict[str, Any]]
+) -> None:
+    """Add the description and schema keywords of each documented path parameter.
+
+    ``descriptions`` maps a parameter's name to its ``description`` and to
+    keywords that are merged into its ``schema``.
+    """
+    for parameter in operation.get("parameters", []):
+        documented = descriptions.get(parameter["name"])
+        if parameter["in"] != "path" or documented is None:
+            continue
+        parameter["description"] = documented["description"]
+        parameter["schema"].update(copy.deepcopy(documented.get("schema", {})))
+
+
+def add_component_schemas(
+    document: dict[str, Any], component_schemas: dict[str, dict[str, Any]]
+) -> None:
+    """Add ``component_schemas`` to the document's components, sorted by name."""
+    components = document.setdefault("components", {})
+    merged = {**components.get("schemas", {}), **copy.deepcopy(component_schemas)}
+    components["schemas"] = dict(sorted(merged.items()))
 
 
 def remove_unused_schemas(document: dict[str, Any]) -> None:

@@ -3,12 +3,16 @@
 The resolver's request validation stays off, because it rejects bad input with
 its own 422 body that CommCare clients do not expect. These schemas therefore
 only document the API; core.validation enforces the rules.
+
+Everything here is plain JSON Schema, because handler.api imports this module
+at each cold start, where importing pydantic for models would add roughly
+100 ms (``python -X importtime``). The response bodies are component schemas,
+which handler.openapi adds to the document.
 """
 
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import RESOURCE_NAME
 from core.idempotency import (
@@ -20,69 +24,95 @@ from core.idempotency import (
 
 SECURITY_SCHEME = "ApiKey"
 EXAMPLE_APP_ID = "abcd1234abcd1234"
+COMPONENT_SCHEMA_PREFIX = "#/components/schemas/"
+
+_STRING = {"type": "string"}
+_STRING_LIST = {"items": {"type": "string"}, "type": "array"}
 
 
-class ReinstallResponse(BaseModel):
-    """Every submitted number in exactly one list, spelled as sent, in request order."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    success_numbers: list[str] = Field(description="Numbers that were sent both SMS.")
-    invalid_format_numbers: list[str] = Field(
-        description="Numbers that are not a valid phone number once normalized."
-    )
-    error_numbers: list[str] = Field(
-        description="Numbers registered to another project, opted out, or whose "
-        "SMS SNS did not accept."
-    )
-
-
-class ValidationErrorResponse(BaseModel):
-    """Field errors in CommCare HQ's (tastypie's) shape, keyed by field name."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sms_user_registration_reinstall: dict[str, str] = Field(
-        description="Message per field: app_id, users, phone_number, "
-        "reinstall_message, or __all__ for the body as a whole and the "
-        f"{IDEMPOTENCY_KEY_HEADER} header."
-    )
+def _closed_object(
+    title: str, description: str, properties: dict[str, Any]
+) -> dict[str, Any]:
+    """Return the schema of an object with exactly ``properties``, all required."""
+    return {
+        "properties": properties,
+        "additionalProperties": False,
+        "type": "object",
+        "required": list(properties),
+        "title": title,
+        "description": description,
+    }
 
 
-class ErrorResponse(BaseModel):
-    """A rejected request, with a message that names the problem and the fix."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    error: str
-
-
-class ServerErrorResponse(BaseModel):
-    """A failure on the service's side. The request id locates its log lines."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    error: str
-    request_id: str = Field(description="API Gateway's id of the request.")
-
-
-# The field's name must be the resource name that core.errors puts in the body.
-assert RESOURCE_NAME in ValidationErrorResponse.model_fields
-
-
-class RequestStatusResponse(BaseModel):
-    """Progress of a queued request; numbers are spelled as the client sent them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    request_id: str
-    status: Literal["queued", "sending", "complete"]
-    sent_numbers: list[str]
-    failed_numbers: list[str]
-    pending: int = Field(
-        description="Queued numbers neither sent nor failed yet.", ge=0
-    )
-
+# The response bodies, by component name.
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ErrorResponse": _closed_object(
+        "ErrorResponse",
+        "A rejected request, with a message that names the problem and the fix.",
+        {"error": _STRING},
+    ),
+    "ReinstallResponse": _closed_object(
+        "ReinstallResponse",
+        "Every submitted number in exactly one list, spelled as sent, in "
+        "request order.",
+        {
+            "success_numbers": {
+                **_STRING_LIST,
+                "description": "Numbers that were sent both SMS.",
+            },
+            "invalid_format_numbers": {
+                **_STRING_LIST,
+                "description": "Numbers that are not a valid phone number once "
+                "normalized.",
+            },
+            "error_numbers": {
+                **_STRING_LIST,
+                "description": "Numbers registered to another project, opted "
+                "out, or whose SMS SNS did not accept.",
+            },
+        },
+    ),
+    "RequestStatusResponse": _closed_object(
+        "RequestStatusResponse",
+        "Progress of a queued request; numbers are spelled as the client sent them.",
+        {
+            "request_id": _STRING,
+            "status": {"type": "string", "enum": ["queued", "sending", "complete"]},
+            "sent_numbers": _STRING_LIST,
+            "failed_numbers": _STRING_LIST,
+            "pending": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Queued numbers neither sent nor failed yet.",
+            },
+        },
+    ),
+    "ServerErrorResponse": _closed_object(
+        "ServerErrorResponse",
+        "A failure on the service's side. The request id locates its log lines.",
+        {
+            "error": _STRING,
+            "request_id": {
+                "type": "string",
+                "description": "API Gateway's id of the request.",
+            },
+        },
+    ),
+    # The property is the resource name that core.errors puts in the body.
+    "ValidationErrorResponse": _closed_object(
+        "ValidationErrorResponse",
+        "Field errors in CommCare HQ's (tastypie's) shape, keyed by field name.",
+        {
+            RESOURCE_NAME: {
+                "additionalProperties": _STRING,
+                "type": "object",
+                "description": "Message per field: app_id, users, phone_number, "
+                "reinstall_message, or __all__ for the body as a whole and the "
+                f"{IDEMPOTENCY_KEY_HEADER} header.",
+            }
+        },
+    ),
+}
 
 _DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
 
@@ -157,10 +187,16 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
 }
 
 
-def _json(description: str, model: type[BaseModel], **extra: Any) -> OpenAPIResponse:
+def _json(description: str, schema_name: str, **extra: Any) -> OpenAPIResponse:
+    """Return a JSON response whose body is the component schema ``schema_name``."""
+    if schema_name not in RESPONSE_SCHEMAS:
+        raise KeyError(
+            f"Unknown response schema {schema_name!r}; add it to RESPONSE_SCHEMAS."
+        )
+    schema = {"$ref": COMPONENT_SCHEMA_PREFIX + schema_name}
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"model": model}},
+        "content": {"application/json": {"schema": schema}},
     }
     response.update(extra)
     return response  # type: ignore[return-value]
@@ -169,7 +205,7 @@ def _json(description: str, model: type[BaseModel], **extra: Any) -> OpenAPIResp
 REINSTALL_RESPONSES: dict[int, OpenAPIResponse] = {
     200: _json(
         "The numbers, each in one list.",
-        ReinstallResponse,
+        "ReinstallResponse",
         headers={
             REPLAYED_HEADER: {
                 "description": "Present, and 'true', when the response was "
@@ -180,48 +216,48 @@ REINSTALL_RESPONSES: dict[int, OpenAPIResponse] = {
     ),
     400: _json(
         f"The body or the {IDEMPOTENCY_KEY_HEADER} header is invalid.",
-        ValidationErrorResponse,
+        "ValidationErrorResponse",
     ),
     401: _json(
         "Missing, invalid, expired or revoked credentials, a key restricted to "
         "another project, or a plan below Pro.",
-        ErrorResponse,
+        "ErrorResponse",
     ),
     403: _json(
         "Not a member of the project with edit_data (or no such project), or "
         "SMS mobile worker registration is off.",
-        ErrorResponse,
+        "ErrorResponse",
     ),
-    404: _json("The API version has no reinstall endpoint.", ErrorResponse),
+    404: _json("The API version has no reinstall endpoint.", "ErrorResponse"),
     409: _json(
         f"The first request with this {IDEMPOTENCY_KEY_HEADER} is still running.",
-        ErrorResponse,
+        "ErrorResponse",
         headers={"Retry-After": RETRY_AFTER_HEADER},
     ),
-    413: _json("The body is larger than MAX_BODY_BYTES.", ErrorResponse),
+    413: _json("The body is larger than MAX_BODY_BYTES.", "ErrorResponse"),
     422: _json(
         f"The {IDEMPOTENCY_KEY_HEADER} was already used with a different body.",
-        ErrorResponse,
+        "ErrorResponse",
     ),
     500: _json(
         "An unexpected error. Some SMS may have been sent before it.",
-        ServerErrorResponse,
+        "ServerErrorResponse",
     ),
     503: _json(
         "DynamoDB is unavailable; retry after Retry-After seconds.",
-        ServerErrorResponse,
+        "ServerErrorResponse",
         headers={"Retry-After": RETRY_AFTER_HEADER},
     ),
 }
 
 STATUS_RESPONSES: dict[int, OpenAPIResponse] = {
-    200: _json("The request's progress.", RequestStatusResponse),
+    200: _json("The request's progress.", "RequestStatusResponse"),
     401: REINSTALL_RESPONSES[401],
     403: REINSTALL_RESPONSES[403],
     404: _json(
         "The API version has no status endpoint, or no queued request has "
         "this id in this project.",
-        ErrorResponse,
+        "ErrorResponse",
     ),
     500: REINSTALL_RESPONSES[500],
     503: REINSTALL_RESPONSES[503],
@@ -231,10 +267,10 @@ STATUS_RESPONSES: dict[int, OpenAPIResponse] = {
 def method_not_allowed_responses(allowed: str) -> dict[int, OpenAPIResponse]:
     """Return the responses of a path to a method other than ``allowed``."""
     return {
-        404: _json("The API version has no such endpoint.", ErrorResponse),
+        404: _json("The API version has no such endpoint.", "ErrorResponse"),
         405: _json(
             f"Only {allowed} is allowed.",
-            ErrorResponse,
+            "ErrorResponse",
             headers={
                 "Allow": {
                     "description": "The allowed method.",

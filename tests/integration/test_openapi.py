@@ -63,6 +63,49 @@ def test_other_methods_document_405(document: dict[str, Any], method: str) -> No
     }
 
 
+def test_path_parameters_documented(document: dict[str, Any]) -> None:
+    operations = [
+        operation
+        for path_item in document["paths"].values()
+        for operation in path_item.values()
+    ]
+
+    assert len(operations) == 14
+    for operation in operations:
+        parameters = {
+            p["name"]: p for p in operation["parameters"] if p["in"] == "path"
+        }
+        assert parameters["domain"]["description"] == (
+            "The CommCare project (domain) name."
+        )
+        assert parameters["domain"]["schema"]["examples"] == ["demo"]
+        assert parameters["version"]["description"] == (
+            "CommCare HQ API version. Other versions return 404."
+        )
+        assert parameters["version"]["schema"]["enum"] == [
+            "v0.5",
+            "v0.6",
+            "v0_5",
+            "v0_6",
+            "v1",
+        ]
+
+
+def test_response_schemas_are_components(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    references = [
+        content["schema"]["$ref"]
+        for path_item in document["paths"].values()
+        for operation in path_item.values()
+        for response in operation["responses"].values()
+        for content in response["content"].values()
+    ]
+
+    assert len(references) == 40
+    for reference in references:
+        assert reference.removeprefix("#/components/schemas/") in schemas
+
+
 def test_retry_after_documented_for_409_and_503(document: dict[str, Any]) -> None:
     responses = operation(document)["responses"]
 

@@ -44,8 +44,24 @@ print(json.dumps(
 ))
 """
 
+# Runs in the child: builds the service as the first request does and lists
+# the modules loaded by then.
+SERVICE_PROBE = """
+import json, sys
+import handler.api
+handler.api.get_service()
+print(json.dumps({"modules": sorted(sys.modules)}))
+"""
 
-def import_handler_in_fresh_interpreter() -> dict[str, Any]:
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/reinstall-delivery"
+
+# Modules that only some requests need.
+OPENAPI_PARAMS = "aws_lambda_powertools.event_handler.openapi.params"
+IDEMPOTENCY_UTILITY = "aws_lambda_powertools.utilities.idempotency"
+
+
+def run_in_fresh_interpreter(code: str, **variables: str) -> dict[str, Any]:
+    """Run ``code`` with src on the path and fake credentials, parse its last line."""
     environment = {
         name: value
         for name, value in os.environ.items()
@@ -58,10 +74,11 @@ def import_handler_in_fresh_interpreter() -> dict[str, Any]:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "TABLE_NAME": "reinstall-cold-start-test",
+            **variables,
         }
     )
     completed = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", code],
         env=environment,
         capture_output=True,
         text=True,
@@ -72,8 +89,16 @@ def import_handler_in_fresh_interpreter() -> dict[str, Any]:
     return result
 
 
+def import_handler_in_fresh_interpreter() -> dict[str, Any]:
+    return run_in_fresh_interpreter(PROBE)
+
+
 def loaded(modules: list[str], package: str) -> list[str]:
     return [name for name in modules if name.split(".")[0] == package]
+
+
+def loaded_under(modules: list[str], prefix: str) -> list[str]:
+    return [name for name in modules if name == prefix or name.startswith(prefix + ".")]
 
 
 def test_handler_import_makes_no_network_call() -> None:
@@ -98,3 +123,39 @@ def test_handler_import_creates_no_boto3_client() -> None:
     result = import_handler_in_fresh_interpreter()
 
     assert result["clients"] == 0
+
+
+def test_handler_import_defers_pydantic() -> None:
+    result = import_handler_in_fresh_interpreter()
+
+    assert loaded(result["modules"], "pydantic") == []
+    assert loaded(result["modules"], "pydantic_core") == []
+
+
+def test_handler_import_defers_openapi_params() -> None:
+    result = import_handler_in_fresh_interpreter()
+
+    assert loaded_under(result["modules"], OPENAPI_PARAMS) == []
+
+
+def test_handler_import_defers_idempotency_utility() -> None:
+    result = import_handler_in_fresh_interpreter()
+
+    assert loaded_under(result["modules"], IDEMPOTENCY_UTILITY) == []
+
+
+def test_handler_import_defers_queueing() -> None:
+    result = import_handler_in_fresh_interpreter()
+
+    assert loaded_under(result["modules"], "core.queueing") == []
+    assert loaded_under(result["modules"], "core.chunks") == []
+
+
+def test_service_with_queue_defers_pydantic() -> None:
+    result = run_in_fresh_interpreter(SERVICE_PROBE, QUEUE_URL=QUEUE_URL)
+
+    # The service calls core.queueing to decide whether to queue. Only
+    # building a chunk needs the pydantic models in core.chunks.
+    assert "core.queueing" in result["modules"]
+    assert loaded_under(result["modules"], "core.chunks") == []
+    assert loaded(result["modules"], "pydantic") == []
