@@ -44,7 +44,7 @@ def _domain(record: dict[str, Any]) -> Domain:
 def _parse_expiry(value: str | None) -> datetime | None:
     if not value:
         return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z itself
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -55,9 +55,11 @@ def _user(record: dict[str, Any], existing: WebUser | None) -> WebUser:
         key for key in (existing.api_keys if existing else ()) if key.key_id != key_id
     ]
     if record.get("api_key"):
-        previous = next(
-            (key for key in existing.api_keys if key.key_id == key_id), None
-        ) if existing else None
+        previous = (
+            next((key for key in existing.api_keys if key.key_id == key_id), None)
+            if existing
+            else None
+        )
         key_hash = (
             previous.key_hash
             if previous and auth.api_key_matches(record["api_key"], previous.key_hash)
