@@ -12,9 +12,7 @@ REGISTRATION_DISABLED = (
 
 def check_entitlements(domain: Domain) -> None:
     """Raise unless the plan is Pro or higher and SMS registration is enabled."""
-    if domain.plan not in PLANS or PLANS.index(domain.plan) < PLANS.index(
-        MINIMUM_PLAN
-    ):
+    if domain.plan not in PLANS or PLANS.index(domain.plan) < PLANS.index(MINIMUM_PLAN):
         raise PlanNotEntitledError(PLAN_NOT_ENTITLED)
     if not domain.sms_registration_enabled:
         raise RegistrationDisabledError(REGISTRATION_DISABLED)

@@ -51,7 +51,9 @@ class RequestValidationError(ServiceError):
     status_code = 400
 
     def __init__(self, field_errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{key}: {text}" for key, text in field_errors.items()))
+        super().__init__(
+            "; ".join(f"{key}: {text}" for key, text in field_errors.items())
+        )
         self.field_errors = field_errors
 
     def body(self) -> dict[str, Any]:
