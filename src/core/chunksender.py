@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
+from core.chunks import Chunk, ChunkNumber
 from core.errors import StorageUnavailableError
 from core.ledger import Claim, DeliveryLedger, NumberState
 from core.phone import mask
-from core.queueing import Chunk, ChunkNumber
 from core.ratelimit import RateLimiter
 from core.sender import (
     DEADLINE_NOT_STARTED,

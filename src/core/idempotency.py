@@ -131,9 +131,9 @@ def body_digest(body: bytes) -> str:
     """
     try:
         value = json.loads(body.decode("utf-8-sig"))
-        canonical = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        # ASCII escapes keep a lone surrogate (valid in JSON text, not in
+        # UTF-8) encodable.
+        canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return "bytes:" + hashlib.sha256(body).hexdigest()
     return "json:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()

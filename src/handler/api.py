@@ -414,9 +414,12 @@ def record_metrics(result: ReinstallResult) -> None:
 @app.not_found
 def not_found(error: NotFoundError) -> Response[Any]:
     path = app.current_event.path
+    method = app.current_event.http_method
     for pattern, allowed in ALLOWED_METHOD_BY_PATH:
         match = pattern.match(path)
-        if match and match.group(1) in SUPPORTED_VERSIONS:
+        # The allowed method itself lands here only when the route's parameter
+        # pattern rejected the path (a domain with a backtick, say): a 404.
+        if match and match.group(1) in SUPPORTED_VERSIONS and method != allowed:
             return method_not_allowed_response(allowed)
     return json_response(404, {"error": f"Not found: {app.current_event.path}"})
 
@@ -443,7 +446,10 @@ def unexpected_error(error: Exception) -> Response[Any]:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+# clear_state drops keys appended during the previous invocation (domain, ids).
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
