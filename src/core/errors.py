@@ -34,7 +34,7 @@ class PermissionDeniedError(ServiceError):
 
 
 class PlanNotEntitledError(ServiceError):
-    """The domain's software plan is below Pro (CommCare HQ answers 401)."""
+    """The domain's software plan is below Pro (CommCare HQ returns 401)."""
 
     status_code = 401
 

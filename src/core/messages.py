@@ -51,10 +51,10 @@ def split_template(template: str) -> tuple[str, str]:
         if field_name is None:
             continue
         if field_name not in ("", "0") or format_spec or conversion:
-            shown = "{" + field_name + ("!" + conversion if conversion else "")
-            shown += (":" + format_spec if format_spec else "") + "}"
+            placeholder = "{" + field_name + ("!" + conversion if conversion else "")
+            placeholder += (":" + format_spec if format_spec else "") + "}"
             raise MessageTemplateError(
-                f"has an unsupported placeholder {shown}; use {{}} for the link"
+                f"has an unsupported placeholder {placeholder}; use {{}} for the link"
             )
         placeholders += 1
         if placeholders > 1:

@@ -41,7 +41,7 @@ SUCCESS = "success_numbers"
 INVALID_FORMAT = "invalid_format_numbers"
 ERROR = "error_numbers"
 
-# Why a number went to error_numbers without a publish, for the log line.
+# Reasons a number went to error_numbers without a publish, for the log line.
 REGISTERED_ELSEWHERE = "registered_to_another_domain"
 COUNTRY_NOT_ALLOWED = "country_not_allowed"
 OPTED_OUT = "opted_out"

@@ -54,7 +54,7 @@ JSON = "application/json"
 # The RFC 7240 preference that requests queued delivery.
 RESPOND_ASYNC = "respond-async"
 # The allowed method of each endpoint path, for methods the resolver has no
-# route for (TRACE, QUERY, ...): the contract answers 405 on a known path.
+# route for (TRACE, QUERY, ...), because any other method on a known path is 405.
 ALLOWED_METHOD_BY_PATH = (
     (re.compile(r"^/a/[^/]+/api/([^/]+)/sms_user_registration_reinstall/*$"), "POST"),
     (
