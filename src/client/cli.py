@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from admin.arguments import positive_int
 from client.api import ApiError, ReinstallApi
 from client.csvinput import InputFileError, PhoneNumberFile, read_phone_numbers
 from client.plan import (
@@ -40,18 +41,6 @@ EXIT_INTERRUPTED = 130
 
 class UsageError(Exception):
     """An invalid option or environment variable; the message explains the fix."""
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}; use a whole number of at least 1"
-        )
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
