@@ -1,5 +1,5 @@
 """Rules, storage and SMS sending behind the reinstall endpoint.
 
-Nothing in this package knows about API Gateway event shapes: the handlers in
+No module in this package depends on API Gateway event shapes. The handlers in
 ``handler`` adapt events to calls into ``core.service``.
 """

@@ -1,7 +1,7 @@
 """API key authentication and domain authorization.
 
 Keys are stored as ``sha256$<salt hex>$<digest hex>`` of salt + key. A fast
-salted hash is enough because generated keys carry 256 bits of randomness; a
+salted hash is enough because generated keys carry 256 bits of randomness. A
 slow password hash would only add CPU time to every request.
 """
 

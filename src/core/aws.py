@@ -32,7 +32,7 @@ def sns_client() -> Any:
     config = Config(
         # total_max_attempts counts the first attempt; botocore's max_attempts does not.
         retries={"mode": "standard", "total_max_attempts": settings.sns_max_attempts},
-        # One connection per sending thread, so threads never wait for a socket.
+        # At least one connection per sending thread, so no sender waits for a socket.
         max_pool_connections=max(10, settings.sms_send_concurrency),
     )
     return boto3.client("sns", config=config)

@@ -1,7 +1,7 @@
 """Idempotent retries of a reinstall request, keyed by the client's Idempotency-Key.
 
 A record is scoped to (domain, authenticated username, key). The first request
-with a key runs; a repeat with the same JSON body while the record lives
+with a key runs. A repeat with the same JSON body while the record lives
 (IDEMPOTENCY_TTL_SECONDS) gets the stored response and sends nothing. Records
 are kept by Powertools' idempotency utility in a DynamoDB table of their own.
 
@@ -79,7 +79,7 @@ class IdempotencyInProgressError(ServiceError):
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyScope:
-    """What a stored response belongs to: one key of one web user in one domain."""
+    """Owner of a stored response: one key of one web user in one domain."""
 
     domain: str
     username: str
@@ -145,7 +145,11 @@ def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
 
 
 class IdempotencyStore:
-    """Runs a request at most once per scope while its record lives."""
+    """Store that runs a request once per scope while its record lives.
+
+    A record left in progress past the invocation's deadline (a crash) is
+    reused, so that request may run again.
+    """
 
     def __init__(self, persistence: BasePersistenceLayer, ttl_seconds: int) -> None:
         self.persistence = persistence
@@ -163,7 +167,7 @@ class IdempotencyStore:
         Raises IdempotencyKeyReusedError (422) when the scope's record has a
         different body, IdempotencyInProgressError (409) while the first
         request still runs, StorageUnavailableError (503) when the table fails
-        before ``operation`` ran, and whatever ``operation`` raises; nothing is
+        before ``operation`` ran, and whatever ``operation`` raises. Nothing is
         stored in those cases. ``lambda_context`` gives the invocation's
         deadline, after which a record left in progress by a crash is reused.
         """

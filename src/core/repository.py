@@ -63,7 +63,7 @@ def api_key_pointer_key(key_id: str) -> Key:
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """What authentication and the checks before sending need, read in one call."""
+    """Records that authentication and the checks before sending need, read in one call."""
 
     user: WebUser | None
     domain: Domain | None

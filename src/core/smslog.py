@@ -189,7 +189,7 @@ class SmsLog:
 
         Items go in BatchWriteItem calls of 25, several at once; unprocessed items
         are retried with exponential backoff. A failed call is logged and counted,
-        never raised, because the SMS were sent whatever the log says.
+        never raised, because the SMS were sent whatever the log contains.
         """
         entries = [
             (index, item)

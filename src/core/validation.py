@@ -1,7 +1,7 @@
 """Validation of the request body, reporting every field's errors at once.
 
 Messages start with CommCare HQ's texts (tastypie's), because clients match on
-them; what follows a message's prefix, such as the position ``users[3]``, is
+them. What follows a message's prefix, such as the position ``users[3]``, is
 this service's own.
 """
 

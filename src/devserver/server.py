@@ -114,8 +114,8 @@ class DevRequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_request
 
     def __getattr__(self, name: str) -> Any:
-        # API Gateway hands any method (TRACE, QUERY, ...) to the function, and
-        # the handler answers 404 or 405; http.server would answer an HTML 501.
+        # API Gateway passes any method (TRACE, QUERY, ...) to the function, and
+        # the handler returns 404 or 405, where http.server would send an HTML 501.
         method = name.removeprefix("do_")
         if name.startswith("do_") and method.isalpha() and method.isupper():
             return self.do_request

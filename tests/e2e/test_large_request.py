@@ -4,7 +4,7 @@ The devserver runs as a subprocess with ``AWS_ENDPOINT_URL_SNS`` pointing at
 the fake SNS server, itself a subprocess that responds to each Publish after
 25 ms, and with the rate limit off. The devserver's Lambda context reports
 the deployed function's 25 s timeout, and numbers are not started in the last
-DEADLINE_MARGIN_MS (3 s), so this test shows that the maximum request fits in
+DEADLINE_MARGIN_MS (3 s). So the test shows that the maximum request fits in
 one invocation at the default concurrency of 16: every number must be in
 ``success_numbers``.
 """

@@ -764,7 +764,7 @@ def test_unverified_gives_no_language(api: Repository) -> None:
 
 
 def test_opted_out_is_error(api: Repository) -> None:
-    # +447420500600 is on moto's fixed ListPhoneNumbersOptedOut answer.
+    # +447420500600 is in moto's fixed ListPhoneNumbersOptedOut response.
     response = post(body_for("447420500600", NUMBER))
 
     assert response_json(response) == buckets(success=[NUMBER], error=["447420500600"])

@@ -1,4 +1,4 @@
-"""The SNS opt-out check in both strategies: retries, the cached list, moto's answers.
+"""The SNS opt-out check in both strategies: retries, the cached list, moto's responses.
 
 moto's SNS (5.2) has two quirks that these tests pin explicitly.
 CheckIfPhoneNumberIsOptedOut reports every number ending in 99 as opted out,
@@ -197,10 +197,10 @@ def test_checker_maps_each_number(aws: None) -> None:
     }
 
 
-# moto's answers, and the handler in each mode
+# moto's responses, and the handler in each mode
 
-# moto 5.2's fixed ListPhoneNumbersOptedOut answer; the other numbers in it are
-# not valid by the phonenumbers metadata, so only these two can be submitted.
+# Numbers of moto 5.2's fixed ListPhoneNumbersOptedOut response. The others in
+# it are not valid by the phonenumbers metadata, so only these two can be sent.
 MOTO_LISTED_VALID = ["+447420500600", "+447420505401"]
 
 

@@ -1,4 +1,4 @@
-"""When the API queues a request, and what it answers, through the handler and moto."""
+"""When the API queues a request, and what it returns, through the handler and moto."""
 
 import dataclasses
 from collections.abc import Iterator
